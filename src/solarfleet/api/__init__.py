@@ -1,0 +1,1 @@
+"""The HTTP layer: the query language, the generic resource layer and its registry."""

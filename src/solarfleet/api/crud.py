@@ -1,0 +1,263 @@
+"""Generic list / get / create / update / delete for any ResourceSpec.
+
+Every statement on a resource's rows goes through :func:`_scoped`, which adds the caller's scope
+(via the registry's catalog); a row outside it is simply not found.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import JSON, Select, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from solarfleet.api.query import CompiledQuery, coerce, compile_query, first_of_each_group
+from solarfleet.api.spec import Registry, ResourceSpec
+from solarfleet.auth.principal import Principal
+from solarfleet.db import utcnow
+from solarfleet.errors import BadRequest, Conflict, NotFound
+
+IMEI_MAX = 15
+
+
+def parse_key(spec: ResourceSpec, raw: str) -> Any:
+    """A URL's id as the primary key's type; 400 naming it when it cannot be one."""
+    if spec.natural_key:
+        if not (raw.isascii() and raw.isdigit() and 1 <= len(raw) <= IMEI_MAX):
+            raise BadRequest(f"Invalid IMEI {raw!r}: expected 1 to 15 digits")
+        return raw
+    try:
+        key = int(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: expected an integer") from None
+    if not 0 <= key < 2**63:
+        raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: out of range")
+    return key
+
+
+def page_size(raw: str | None, *, default: int, cap: int) -> int:
+    """``results_per_page``: capped; non-positive or non-integer asks fall back to the default."""
+    try:
+        size = int(raw) if raw is not None else default
+    except ValueError:
+        return default
+    if size <= 0:
+        return default
+    return min(size, cap)
+
+
+def page_number(raw: str | None) -> int:
+    if raw is None:
+        return 1
+    try:
+        page = int(raw)
+    except ValueError:
+        raise BadRequest(f"page must be a positive integer, got {raw!r}") from None
+    if page < 1:
+        raise BadRequest(f"page must be a positive integer, got {raw!r}")
+    return page
+
+
+def _columns(spec: ResourceSpec, principal: Principal) -> list[Any]:
+    return [spec.table_columns[k] for k in spec.fields_for(principal)]
+
+
+def _scoped(registry: Registry, spec: ResourceSpec, principal: Principal, stmt: Select[Any]) -> Any:
+    criterion = registry.scope(spec.model, principal)
+    return stmt if criterion is None else stmt.where(criterion)
+
+
+def list_rows(
+    *,
+    session: Session,
+    registry: Registry,
+    spec: ResourceSpec,
+    principal: Principal,
+    q: dict[str, Any],
+    page: int,
+    per_page: int,
+) -> dict[str, Any] | Any:
+    """A page in the list shape, or the bare object when ``q`` asks for ``single``."""
+    compiled = compile_query(q, spec.model, registry.catalog(principal))  # includes the scope
+    where = list(compiled.where)
+    if compiled.group_by:
+        where = [first_of_each_group(spec.model, compiled)]
+    total = session.scalar(select(func.count()).select_from(spec.model).where(*where)) or 0
+    matches = max(0, total - compiled.offset)
+    if compiled.limit is not None:
+        matches = min(matches, compiled.limit)
+    stmt = _page_select(spec, principal, compiled, where)
+    if compiled.single:
+        if matches == 0:
+            raise NotFound("No result found")
+        if matches > 1:
+            raise BadRequest("Multiple results found")
+        row = session.execute(stmt.offset(compiled.offset).limit(1)).one()
+        return dict(row._mapping)
+    start = (page - 1) * per_page
+    count = max(0, min(per_page, matches - start))
+    objects: list[dict[str, Any]] = []
+    if count:
+        rows = session.execute(stmt.offset(compiled.offset + start).limit(count))
+        objects = [dict(r._mapping) for r in rows]
+    return {
+        "num_results": matches,
+        "objects": objects,
+        "page": page,
+        "total_pages": math.ceil(matches / per_page),
+    }
+
+
+def _page_select(
+    spec: ResourceSpec, principal: Principal, compiled: CompiledQuery, where: list[Any]
+) -> Select[Any]:
+    stmt = select(*_columns(spec, principal)).select_from(spec.model)
+    for alias, onclause in compiled.joins:
+        stmt = stmt.outerjoin(alias, onclause)
+    return stmt.where(*where).order_by(*compiled.order_by)
+
+
+def get_row(
+    *, session: Session, registry: Registry, spec: ResourceSpec, principal: Principal, key: Any
+) -> dict[str, Any]:
+    stmt = select(*_columns(spec, principal)).where(spec.primary_key == key)
+    row = session.execute(_scoped(registry, spec, principal, stmt)).one_or_none()
+    if row is None:
+        raise NotFound(f"No {spec.name} with {spec.primary_key.key} {key}")
+    return dict(row._mapping)
+
+
+def _load(
+    *, session: Session, registry: Registry, spec: ResourceSpec, principal: Principal, key: Any
+) -> Any:
+    stmt = select(spec.model).where(spec.primary_key == key)
+    obj = session.scalars(_scoped(registry, spec, principal, stmt)).one_or_none()
+    if obj is None:
+        raise NotFound(f"No {spec.name} with {spec.primary_key.key} {key}")
+    return obj
+
+
+def _as_dict(spec: ResourceSpec, principal: Principal, obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in spec.fields_for(principal)}
+
+
+def _coerce_values(spec: ResourceSpec, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        column = spec.table_columns.get(key)
+        if column is None or value is None or isinstance(column.type, JSON):
+            continue
+        if not column.info.get("choices"):
+            values[key] = coerce(column, key, value)
+
+
+def _check_references(
+    session: Session, registry: Registry, spec: ResourceSpec, principal: Principal, values: dict
+) -> None:
+    """Every foreign key in ``values`` names an existing row the caller may see."""
+    for key, value in values.items():
+        column = spec.table_columns.get(key)
+        if column is None or value is None:
+            continue
+        for fk in column.foreign_keys:
+            target = fk.column
+            target_spec = registry.by_table.get(target.table.name)
+            stmt = select(target).where(target == value)
+            if target_spec is not None:
+                stmt = _scoped(registry, target_spec, principal, stmt)
+            if session.execute(stmt.limit(1)).first() is None:
+                raise BadRequest(
+                    f"Invalid {key}: no {target.table.name} row with {target.key} {value!r}"
+                )
+
+
+def _check_unique(session: Session, spec: ResourceSpec, values: dict, current: Any) -> None:
+    for key, value in values.items():
+        column = spec.table_columns.get(key)
+        if column is None or value is None or not (column.unique or column.primary_key):
+            continue
+        clash = exists().where(column == value)
+        if current is not None:
+            clash = clash.where(spec.primary_key != getattr(current, spec.primary_key.key))
+        if session.scalar(select(clash)):
+            raise Conflict(f"A {spec.name} row with {key} {value!r} already exists")
+
+
+def _refuse_nulls(spec: ResourceSpec, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        column = spec.table_columns.get(key)
+        if value is None and column is not None and not column.nullable:
+            raise BadRequest(f"{key!r} cannot be null")
+
+
+def _commit(session: Session, spec: ResourceSpec) -> None:
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"The change conflicts with existing {spec.name} data") from None
+
+
+def create_row(
+    *,
+    session: Session,
+    registry: Registry,
+    spec: ResourceSpec,
+    principal: Principal,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    _coerce_values(spec, values)
+    if spec.before_write:
+        spec.before_write(session, values, principal, None)
+    _refuse_nulls(spec, values)
+    _check_references(session, registry, spec, principal, values)
+    _check_unique(session, spec, values, None)
+    obj = spec.model(**values, created_by=principal.username, created_at=utcnow())
+    session.add(obj)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"The change conflicts with existing {spec.name} data") from None
+    if spec.after_create:
+        spec.after_create(session, obj, principal)
+    _commit(session, spec)
+    return _as_dict(spec, principal, obj)
+
+
+def update_row(
+    *,
+    session: Session,
+    registry: Registry,
+    spec: ResourceSpec,
+    principal: Principal,
+    key: Any,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    obj = _load(session=session, registry=registry, spec=spec, principal=principal, key=key)
+    _coerce_values(spec, values)
+    if spec.before_write:
+        spec.before_write(session, values, principal, obj)
+    _refuse_nulls(spec, values)
+    _check_references(session, registry, spec, principal, values)
+    _check_unique(session, spec, values, obj)
+    for name, value in values.items():
+        setattr(obj, name, value)
+    obj.modified_at = utcnow()
+    obj.modified_by = principal.username
+    _commit(session, spec)
+    return _as_dict(spec, principal, obj)
+
+
+def delete_row(
+    *, session: Session, registry: Registry, spec: ResourceSpec, principal: Principal, key: Any
+) -> None:
+    obj = _load(session=session, registry=registry, spec=spec, principal=principal, key=key)
+    session.delete(obj)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"{spec.name} {key} is still referenced by other rows") from None
+    _commit(session, spec)

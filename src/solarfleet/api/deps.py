@@ -1,0 +1,65 @@
+"""FastAPI dependencies named once: settings, sessions, the caller and permission checks."""
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from solarfleet.auth.principal import Principal
+from solarfleet.auth.tokens import authenticate
+from solarfleet.db import WRITE
+from solarfleet.errors import Forbidden
+from solarfleet.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_principal(request: Request) -> Principal:
+    return authenticate(
+        factory=request.app.state.sessions,
+        header=request.headers.get("authorization"),
+        settings=request.app.state.settings,
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_write_session(request: Request, _caller: PrincipalDep) -> Iterator[Session]:
+    """A session that holds SQLite's write lock from BEGIN (no upgrade deadlocks).
+
+    It depends on the caller so that authentication (which may extend the token in a session of
+    its own) is done before the write lock is taken.
+    """
+    with request.app.state.sessions() as session:
+        session.connection(execution_options=WRITE)
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+
+
+def requires(level: str) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, who must hold at least ``level``."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.can(level):
+            raise Forbidden(f"{level} permission required; you have {principal.permissions}")
+        return principal
+
+    check.__name__ = f"requires_{level.lower()}"
+    return check

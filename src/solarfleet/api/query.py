@@ -1,0 +1,421 @@
+"""The query language of every list endpoint (Flask-Restless search format) -> SQLAlchemy.
+
+A ``q`` object holds ``filters``, ``order_by``, ``group_by``, ``limit``, ``offset`` and ``single``.
+Field and relation names are looked up in a :class:`Catalog` (each resource's own whitelist) and
+never reach SQL as text; values are coerced to the column's type. Everything malformed raises
+:class:`~solarfleet.errors.BadRequest` naming the culprit.
+
+This module knows no domain model: the catalog says what may be reached, and which extra
+criterion (the caller's scope) every row of a model must meet, wherever it is reached from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    and_,
+    func,
+    or_,
+)
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import RelationshipProperty, aliased
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from solarfleet.errors import BadRequest
+from solarfleet.timeparse import parse_instant
+
+MAX_DEPTH = 16
+MAX_FILTERS = 256
+
+OP_ALIASES: dict[str, str] = {
+    "==": "==", "eq": "==", "equals": "==", "equals_to": "==", "equal_to": "==",
+    "!=": "!=", "ne": "!=", "neq": "!=", "does_not_equal": "!=", "not_equal_to": "!=",
+    ">": ">", "gt": ">",
+    "<": "<", "lt": "<",
+    ">=": ">=", "ge": ">=", "gte": ">=", "geq": ">=",
+    "<=": "<=", "le": "<=", "lte": "<=", "leq": "<=",
+    "in": "in", "not_in": "not_in",
+    "is_null": "is_null", "is_not_null": "is_not_null",
+    "like": "like", "ilike": "ilike",
+    "has": "has", "any": "any",
+}  # fmt: skip
+
+COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "==": lambda col, v: col == v,
+    "!=": lambda col, v: col != v,
+    ">": lambda col, v: col > v,
+    "<": lambda col, v: col < v,
+    ">=": lambda col, v: col >= v,
+    "<=": lambda col, v: col <= v,
+}
+
+QUERY_KEYS = {"filters", "order_by", "group_by", "limit", "offset", "single"}
+
+
+class Catalog(Protocol):
+    """What the query language may reach, and the scope every reached row must meet."""
+
+    def columns(self, model: type) -> Mapping[str, str]:
+        """Filterable column names of ``model`` (name -> attribute name)."""
+
+    def relations(self, model: type) -> frozenset[str]:
+        """Relation names of ``model`` that filters and order_by may follow."""
+
+    def scope(self, entity: Any) -> ColumnElement[bool] | None:
+        """The criterion rows of ``entity`` (a model or an alias of one) must meet, if any."""
+
+
+@dataclass
+class CompiledQuery:
+    """A parsed ``q``: criteria and clauses ready to apply to a select of the root model."""
+
+    where: list[ColumnElement[bool]] = field(default_factory=list)
+    joins: list[tuple[Any, Any]] = field(default_factory=list)  # (alias, onclause)
+    order_by: list[Any] = field(default_factory=list)
+    group_by: list[Any] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+    single: bool = False
+
+
+def parse_q(raw: str | None) -> dict[str, Any]:
+    """The ``q`` parameter as a dict (empty when absent)."""
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        q = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"q is not valid JSON: {exc}") from None
+    if not isinstance(q, dict):
+        raise BadRequest("q must be a JSON object")
+    unknown = set(q) - QUERY_KEYS
+    if unknown:
+        raise BadRequest(f"Unknown key in q: {sorted(unknown)[0]!r}")
+    return q
+
+
+def compile_query(q: Mapping[str, Any], model: type, catalog: Catalog) -> CompiledQuery:
+    """Turn a parsed ``q`` into criteria, joins and clauses on ``model``."""
+    compiler = _Compiler(catalog, model)
+    out = CompiledQuery()
+    filters = q.get("filters", [])
+    if not isinstance(filters, list):
+        raise BadRequest("filters must be a list")
+    out.where = [compiler.filter(f, model, 0) for f in filters]
+    scope = catalog.scope(model)
+    if scope is not None:
+        out.where.append(scope)
+    out.limit = _non_negative_int(q.get("limit"), "limit")
+    out.offset = _non_negative_int(q.get("offset"), "offset") or 0
+    single = q.get("single", False)
+    if not isinstance(single, bool):
+        raise BadRequest("single must be true or false")
+    out.single = single
+    out.order_by = compiler.order_by(q.get("order_by", []))
+    out.joins = compiler.joins
+    out.group_by = compiler.group_by(q.get("group_by", []))
+    return out
+
+
+def _non_negative_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+class _Compiler:
+    def __init__(self, catalog: Catalog, root: type) -> None:
+        self.catalog = catalog
+        self.root = root
+        self.count = 0
+        self.joins: list[tuple[Any, Any]] = []
+        self._joined: dict[tuple[str, ...], Any] = {}
+
+    # -- filters ---------------------------------------------------------------------------
+
+    def filter(self, node: Any, entity: Any, depth: int) -> ColumnElement[bool]:
+        self.count += 1
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"Filters are nested deeper than {MAX_DEPTH} levels")
+        if self.count > MAX_FILTERS:
+            raise BadRequest(f"More than {MAX_FILTERS} filters in one query")
+        if not isinstance(node, dict):
+            raise BadRequest(f"A filter must be an object, got {_show(node)}")
+        if "or" in node or "and" in node:
+            if len(node) != 1:
+                raise BadRequest(f"A boolean filter has one key, 'or' or 'and': {_show(node)}")
+            key, parts = next(iter(node.items()))
+            if not isinstance(parts, list) or not parts:
+                raise BadRequest(f"'{key}' needs a non-empty list of filters")
+            clauses = [self.filter(p, entity, depth + 1) for p in parts]
+            return or_(*clauses) if key == "or" else and_(*clauses)
+        return self._leaf(node, entity, depth)
+
+    def _leaf(self, node: dict[str, Any], entity: Any, depth: int) -> ColumnElement[bool]:
+        name = node.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"A filter needs a 'name': {_show(node)}")
+        raw_op = node.get("op")
+        if not isinstance(raw_op, str) or raw_op not in OP_ALIASES:
+            raise BadRequest(f"Unknown operator {raw_op!r} in the filter on {name!r}")
+        op = OP_ALIASES[raw_op]
+        model = _model_of(entity)
+        head, sep, rest = name.partition("__")
+        if sep:
+            target_model = self._relation_target(model, head)
+            inner = dict(node, name=rest)
+            if op in ("has", "any"):
+                rest_head = rest.partition("__")[0]
+                if rest_head not in self.catalog.relations(target_model) or "__" in rest:
+                    inner["op"] = "=="
+            return self._through(entity, head, lambda alias: self.filter(inner, alias, depth + 1))
+        if op in ("has", "any"):
+            self._relation_target(model, name)
+            if "val" not in node:
+                raise BadRequest(f"The filter on {name!r} is missing 'val'")
+            nested = node["val"]
+            items = nested if isinstance(nested, list) else [nested]
+            if not items:
+                raise BadRequest(f"'{op}' on {name!r} needs a filter in 'val'")
+            return self._through(
+                entity, name, lambda alias: and_(*[self.filter(i, alias, depth + 1) for i in items])
+            )
+        column = self._column(entity, name)
+        if "field" in node:
+            return self._field_comparison(node, entity, column, op)
+        return _column_criterion(column, name, op, node)
+
+    def _field_comparison(
+        self, node: dict[str, Any], entity: Any, column: Any, op: str
+    ) -> ColumnElement[bool]:
+        other_name = node["field"]
+        if not isinstance(other_name, str):
+            raise BadRequest(f"'field' must name a field, got {_show(other_name)}")
+        if op not in COMPARISONS:
+            raise BadRequest(f"Operator {node['op']!r} cannot compare two fields")
+        other = self._column(entity, other_name)
+        return COMPARISONS[op](column, other)
+
+    def _through(
+        self, entity: Any, relname: str, build: Callable[[Any], ColumnElement[bool]]
+    ) -> ColumnElement[bool]:
+        """Some row reached through ``relname`` (and in scope) meets what ``build`` makes."""
+        prop = _relationship(entity, relname)
+        alias = aliased(prop.mapper.class_)
+        criterion = build(alias)
+        scope = self.catalog.scope(alias)
+        if scope is not None:
+            criterion = and_(criterion, scope)
+        attr = getattr(entity, relname).of_type(alias)
+        return attr.any(criterion) if prop.uselist else attr.has(criterion)
+
+    def _relation_target(self, model: type, relname: str) -> type:
+        if relname not in self.catalog.relations(model):
+            raise BadRequest(f"Unknown relation {relname!r} on {_table(model)}")
+        return _relationship(model, relname).mapper.class_
+
+    def _column(self, entity: Any, name: str) -> Any:
+        model = _model_of(entity)
+        attr = self.catalog.columns(model).get(name)
+        if attr is None:
+            raise BadRequest(f"Unknown field {name!r} on {_table(model)}")
+        return getattr(entity, attr)
+
+    # -- order_by and group_by ---------------------------------------------------------------
+
+    def order_by(self, specs: Any) -> list[Any]:
+        if not isinstance(specs, list):
+            raise BadRequest("order_by must be a list of {field, direction} objects")
+        clauses = []
+        for spec in specs:
+            if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
+                raise BadRequest(f"An order_by item needs a 'field': {_show(spec)}")
+            direction = spec.get("direction", "asc")
+            if direction not in ("asc", "desc"):
+                raise BadRequest(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
+            column = self._ordering_column(spec["field"])
+            clauses.append(column.asc() if direction == "asc" else column.desc())
+        for pk in sa_inspect(self.root).primary_key:  # a stable order for pagination
+            clauses.append(pk.asc())
+        return clauses
+
+    def _ordering_column(self, name: str) -> Any:
+        *path, column_name = name.split("__")
+        entity: Any = self.root
+        for depth in range(len(path)):
+            key = tuple(path[: depth + 1])
+            if key not in self._joined:
+                relname = path[depth]
+                self._relation_target(_model_of(entity), relname)
+                prop = _relationship(entity, relname)
+                if prop.uselist:
+                    raise BadRequest(f"Cannot order by {name!r}: {relname!r} is a to-many relation")
+                alias = aliased(prop.mapper.class_)
+                onclause = getattr(entity, relname).of_type(alias)
+                scope = self.catalog.scope(alias)
+                if scope is not None:
+                    onclause = onclause.and_(scope)
+                self.joins.append((alias, onclause))
+                self._joined[key] = alias
+            entity = self._joined[key]
+        return self._column(entity, column_name)
+
+    def group_by(self, specs: Any) -> list[Any]:
+        if not isinstance(specs, list):
+            raise BadRequest("group_by must be a list of {field} objects")
+        columns = []
+        for spec in specs:
+            if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
+                raise BadRequest(f"A group_by item needs a 'field': {_show(spec)}")
+            columns.append(self._column(self.root, spec["field"]))
+        return columns
+
+
+def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> ColumnElement[bool]:
+    col_type = column.type
+    if op == "is_null":
+        return column.is_(None)
+    if op == "is_not_null":
+        return column.is_not(None)
+    if "val" not in node:
+        raise BadRequest(f"The filter on {name!r} is missing 'val'")
+    val = node["val"]
+    if isinstance(col_type, JSON):
+        raise BadRequest(f"{name!r} holds JSON: only is_null and is_not_null apply to it")
+    if op in ("in", "not_in"):
+        if not isinstance(val, list):
+            raise BadRequest(f"'{op}' on {name!r} needs a list in 'val', got {_show(val)}")
+        values = [coerce(column, name, v) for v in val]
+        return column.in_(values) if op == "in" else column.not_in(values)
+    if op in ("like", "ilike"):
+        if not isinstance(col_type, String):
+            raise BadRequest(f"'{op}' applies to text fields only, and {name!r} is not one")
+        if not isinstance(val, str):
+            raise BadRequest(f"'{op}' on {name!r} needs a string pattern, got {_show(val)}")
+        return column.like(val) if op == "like" else column.ilike(val)
+    if val is None:
+        raise BadRequest(
+            f"Cannot compare {name!r} with null using {node['op']!r}: use is_null or is_not_null"
+        )
+    return COMPARISONS[op](column, coerce(column, name, val))
+
+
+def coerce(column: Any, name: str, value: Any) -> Any:
+    """``value`` as the column's Python type; BadRequest naming the field when impossible."""
+    col_type = column.type
+    try:
+        if isinstance(col_type, Boolean):
+            return _to_bool(value)
+        if isinstance(col_type, Integer):
+            return _to_int(value)
+        if isinstance(col_type, Float):
+            return _to_float(value)
+        if isinstance(col_type, DateTime):
+            return parse_instant(value)
+        if isinstance(col_type, String):
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ValueError("expected a string")
+            return str(value)
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(f"Invalid value {_show(value)} for {name!r}: {exc}") from None
+    raise BadRequest(f"{name!r} cannot be compared")  # pragma: no cover - every type is above
+
+
+_INT64 = 2**63
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if not isinstance(value, int):
+        raise ValueError("expected an integer")
+    if not -_INT64 <= value < _INT64:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if not isinstance(value, int | float):
+        raise ValueError("expected a number")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError("expected a finite number")
+    return result
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true or false")
+
+
+def _model_of(entity: Any) -> type:
+    return sa_inspect(entity).mapper.class_  # type: ignore[no-any-return]
+
+
+def _relationship(entity: Any, relname: str) -> RelationshipProperty[Any]:
+    return sa_inspect(entity).mapper.relationships[relname]  # type: ignore[no-any-return]
+
+
+def _table(model: type) -> str:
+    return str(getattr(model, "__tablename__", model.__name__))
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def primary_key(model: type) -> KeyedColumnElement[Any]:
+    """The single primary-key column of ``model``."""
+    (pk,) = sa_inspect(model).primary_key
+    return pk
+
+
+def first_of_each_group(model: type, compiled: CompiledQuery) -> ColumnElement[bool]:
+    """``group_by``: one row per group, the one with the smallest primary key."""
+    pk = primary_key(model)
+    firsts = (
+        sa_select(func.min(pk))
+        .where(*compiled.where)
+        .group_by(*compiled.group_by)
+        .correlate(None)
+    )
+    return pk.in_(firsts)

@@ -1,0 +1,97 @@
+"""create_app(settings) -> the ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from solarfleet import __version__
+from solarfleet.api.registry import REGISTRY
+from solarfleet.api.responses import error
+from solarfleet.api.routes import resource_router
+from solarfleet.auth import passwords
+from solarfleet.auth.routes import router as auth_router
+from solarfleet.db import make_engine, make_sessionmaker
+from solarfleet.errors import MethodNotAllowed, SolarfleetError
+from solarfleet.fleet.routes import router as fleet_router
+from solarfleet.settings import Settings
+
+log = logging.getLogger("solarfleet")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
+    engine = make_engine(settings.effective_database_url)
+    app = FastAPI(
+        title="solarfleet",
+        version=__version__,
+        description="Backend for fleets of pay-as-you-go solar home systems; "
+        "wire-compatible with the SMARTSolar API.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.registry = REGISTRY
+    app.include_router(auth_router)
+    app.include_router(fleet_router)
+    for spec in REGISTRY.specs:
+        app.include_router(resource_router(REGISTRY, spec))
+    _install_error_handlers(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app with settings from the environment (what ``solarfleet serve`` runs)."""
+    return create_app(Settings())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SolarfleetError)
+    async def domain_error(_request: Request, exc: SolarfleetError) -> Response:
+        return error(exc.message, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        return error(_describe(exc.errors()), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return error(MethodNotAllowed(request.method).message, 405, headers=exc.headers)
+        if exc.status_code == 404:
+            return error(f"No such endpoint: {request.url.path}", 404)
+        return error(str(exc.detail), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, exc: DataError) -> Response:
+        log.info("value refused by the database: %s", exc.orig)
+        return error("A value is out of range or not valid for the database", 400)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", exc.orig)
+        return error("The database is unavailable; try again shortly", 503)
+
+
+def _describe(errors: Any) -> str:
+    """The first validation error as one sentence naming the field."""
+    if not errors:
+        return "Invalid request"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return "Malformed JSON body"
+    if kind == "extra_forbidden":
+        return f"Unknown field {'.'.join(loc)!r}"
+    if kind == "missing":
+        return f"Missing field {'.'.join(loc)!r}"
+    where = f" for {'.'.join(loc)!r}" if loc else ""
+    return f"Invalid value{where}: {first.get('msg', 'invalid')}"

@@ -1,0 +1,1 @@
+"""Users, tokens, the permission ladder and scope."""

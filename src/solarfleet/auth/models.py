@@ -1,0 +1,46 @@
+"""Users and their API tokens (stored only as a hash)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from solarfleet.auth.permissions import LEVELS, SCOPES
+from solarfleet.db import Base, MetaColumns
+from solarfleet.fleet.models import Entity
+from solarfleet.types import choice_column
+
+
+class User(MetaColumns, Base):
+    __tablename__ = "users"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    permissions: Mapped[str] = choice_column("permissions", LEVELS, nullable=False)
+    user_product_visibility: Mapped[str] = choice_column(
+        "user_product_visibility", SCOPES, nullable=False, default="GLOBAL"
+    )
+    entity_id: Mapped[int | None] = mapped_column(ForeignKey("entities.entity_id"))
+    hub_id: Mapped[int | None] = mapped_column(Integer)
+    shop_id: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    entity: Mapped[Entity | None] = relationship()
+
+
+class Token(MetaColumns, Base):
+    __tablename__ = "tokens"
+
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+    user: Mapped[User] = relationship()

@@ -1,0 +1,134 @@
+"""The ``solarfleet`` command: serve, db, users, demo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from solarfleet.settings import Settings
+
+app = typer.Typer(help="solarfleet: backend for fleets of pay-as-you-go solar home systems.")
+db_app = typer.Typer(help="The database schema.")
+users_app = typer.Typer(help="API users.")
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+console = Console()
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from solarfleet.db import make_engine
+
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.effective_database_url)
+
+
+def _upgrade(settings: Settings) -> None:
+    from solarfleet.schema import upgrade
+
+    engine = _engine(settings)
+    upgrade(engine)
+    engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest schema."""
+    settings = Settings()
+    _upgrade(settings)
+    console.print(f"[green]Database at head[/green]: {_safe_url(settings)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+) -> None:
+    """Run the API (an embedded SQLite database is upgraded first)."""
+    import uvicorn
+
+    settings = Settings()
+    if settings.is_sqlite:
+        _upgrade(settings)
+        if workers > 1:
+            console.print("[yellow]SQLite runs one worker process; use PostgreSQL to scale[/]")
+            workers = 1
+    console.print(f"solarfleet on http://{host}:{port} (docs at /docs), {_safe_url(settings)}")
+    uvicorn.run(
+        "solarfleet.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        server_header=False,
+    )
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option(help="Login name")],
+    password: Annotated[str, typer.Option(help="Password (8 characters or more)")],
+    permissions: Annotated[
+        str, typer.Option(help="OVERVIEW, TECHNICAL, ADMIN, FACTORY or SYSTEM")
+    ] = "OVERVIEW",
+    scope: Annotated[str, typer.Option(help="GLOBAL or ENTITY")] = "GLOBAL",
+    entity_id: Annotated[int | None, typer.Option(help="The entity of an ENTITY user")] = None,
+) -> None:
+    """Create an API user."""
+    from solarfleet.auth import passwords
+    from solarfleet.auth.service import create_user
+    from solarfleet.db import make_sessionmaker
+    from solarfleet.errors import SolarfleetError
+
+    settings = Settings()
+    passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
+    if len(password) < 8:
+        console.print("[red]The password needs 8 characters or more[/red]")
+        raise typer.Exit(2)
+    if settings.is_sqlite:
+        _upgrade(settings)
+    with make_sessionmaker(_engine(settings))() as session:
+        try:
+            user = create_user(
+                session=session,
+                username=username,
+                password=password,
+                permissions=permissions.upper(),
+                scope=scope.upper(),
+                entity_id=entity_id,
+            )
+        except SolarfleetError as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"[green]Created[/green] {user.username} ({user.permissions}, {scope.upper()})")
+
+
+@app.command()
+def demo() -> None:
+    """Load a demo fleet (running it again adds nothing twice)."""
+    from solarfleet.auth import passwords
+    from solarfleet.db import make_sessionmaker
+    from solarfleet.fleet.demo import load_demo
+
+    settings = Settings()
+    passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
+    _upgrade(settings)
+    with make_sessionmaker(_engine(settings))() as session:
+        report = load_demo(session=session)
+    console.print(
+        f"[green]Demo fleet ready[/green]: {report.units} units, {report.parts} parts, "
+        f"{report.entities} entities ({report.created} rows added this run)"
+    )
+    console.print(
+        f"Log in as [bold]{report.username}[/bold] with password [bold]{report.password}[/bold]"
+    )
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)

@@ -1,0 +1,1 @@
+"""Units (products), their parts, entities and the types that describe them."""

@@ -1,0 +1,196 @@
+"""Entity and part actions on a unit, each keeping its linker history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from solarfleet.auth.permissions import UNKNOWN_ENTITY_ID
+from solarfleet.auth.principal import Principal
+from solarfleet.auth.scope import unit_criterion
+from solarfleet.db import utcnow
+from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
+from solarfleet.fleet.models import Entity, Part, PartProductLinker, PartType, Product
+from solarfleet.fleet.models import ProductEntityLinker as EntityLink
+
+
+def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:
+    """The unit, if the principal may see it; 404 otherwise."""
+    stmt = select(Product).where(Product.product_imei == imei)
+    criterion = unit_criterion(Product.product_imei, principal)
+    if criterion is not None:
+        stmt = stmt.where(criterion)
+    unit = session.scalars(stmt).one_or_none()
+    if unit is None:
+        raise NotFound(f"No product with product_imei {imei}")
+    return unit
+
+
+def _entity(session: Session, principal: Principal, entity_id: int) -> Entity:
+    entity = session.get(Entity, entity_id)
+    if entity is None:
+        raise BadRequest(f"Invalid entity_id: no entity {entity_id}")
+    if not principal.is_global and entity_id != principal.entity_id:
+        raise Forbidden("ENTITY users can assign units to their own entity only")
+    return entity
+
+
+def _current_link(session: Session, imei: str) -> EntityLink | None:
+    return session.scalars(
+        select(EntityLink).where(EntityLink.product_imei == imei, EntityLink.date_removed.is_(None))
+    ).one_or_none()
+
+
+def current_entities(*, session: Session, imei: str) -> list[str]:
+    """Names of the unit's entities now (the unknown entity when it has none)."""
+    link = _current_link(session, imei)
+    entity = session.get(Entity, link.entity_id if link else UNKNOWN_ENTITY_ID)
+    return [entity.name] if entity else []
+
+
+def _close(link: EntityLink, principal: Principal) -> None:
+    now = utcnow()
+    link.date_removed = now
+    link.modified_at = now
+    link.modified_by = principal.username
+
+
+def _open(session: Session, principal: Principal, imei: str, entity_id: int) -> None:
+    session.add(
+        EntityLink(
+            product_imei=imei,
+            entity_id=entity_id,
+            date_added=utcnow(),
+            created_by=principal.username,
+        )
+    )
+
+
+def _flush(session: Session, message: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(message) from None
+
+
+def assign_entity(
+    *, session: Session, principal: Principal, imei: str, entity_id: int
+) -> dict[str, Any]:
+    unit = get_unit(session=session, principal=principal, imei=imei)
+    _entity(session, principal, entity_id)
+    link = _current_link(session, imei)
+    if link is not None and link.entity_id != entity_id:
+        raise Conflict(
+            f"#{imei} already belongs to entity {link.entity_id}: use change_entity to move it"
+        )
+    if link is None:
+        _open(session, principal, imei, entity_id)
+        _flush(session, f"#{imei} was assigned concurrently; try again")
+    return _entity_answer(session, unit)
+
+
+def change_entity(
+    *, session: Session, principal: Principal, imei: str, entity_id: int
+) -> dict[str, Any]:
+    unit = get_unit(session=session, principal=principal, imei=imei)
+    _entity(session, principal, entity_id)
+    link = _current_link(session, imei)
+    if link is None or link.entity_id != entity_id:
+        if link is not None:
+            _close(link, principal)
+            session.flush()
+        _open(session, principal, imei, entity_id)
+        _flush(session, f"#{imei} was changed concurrently; try again")
+    return _entity_answer(session, unit)
+
+
+def remove_entity(
+    *, session: Session, principal: Principal, imei: str, entity_id: int
+) -> dict[str, Any]:
+    unit = get_unit(session=session, principal=principal, imei=imei)
+    _entity(session, principal, entity_id)
+    link = _current_link(session, imei)
+    if link is None or link.entity_id != entity_id:
+        raise BadRequest(f"#{imei} does not belong to entity {entity_id}")
+    _close(link, principal)
+    session.flush()
+    return _entity_answer(session, unit)
+
+
+def _entity_answer(session: Session, unit: Product) -> dict[str, Any]:
+    return {
+        "product_imei": unit.product_imei,
+        "entities": current_entities(session=session, imei=unit.product_imei),
+    }
+
+
+def attach_part(*, session: Session, principal: Principal, imei: str, part_id: int) -> None:
+    get_unit(session=session, principal=principal, imei=imei)
+    if session.get(Part, part_id) is None:
+        raise BadRequest(f"Invalid part_id: no part {part_id}")
+    link = session.scalars(
+        select(PartProductLinker).where(
+            PartProductLinker.part_id == part_id, PartProductLinker.date_removed.is_(None)
+        )
+    ).one_or_none()
+    if link is not None:
+        where = f"#{link.product_imei}" if link.product_imei == imei or principal.is_global else (
+            "another unit"
+        )
+        raise Conflict(f"Part {part_id} is already on {where}: detach it first")
+    session.add(
+        PartProductLinker(
+            part_id=part_id, product_imei=imei, date_added=utcnow(), created_by=principal.username
+        )
+    )
+    _flush(session, f"Part {part_id} was attached concurrently; try again")
+
+
+def detach_part(*, session: Session, principal: Principal, imei: str, part_id: int) -> None:
+    get_unit(session=session, principal=principal, imei=imei)
+    link = session.scalars(
+        select(PartProductLinker).where(
+            PartProductLinker.part_id == part_id,
+            PartProductLinker.product_imei == imei,
+            PartProductLinker.date_removed.is_(None),
+        )
+    ).one_or_none()
+    if link is None:
+        raise NotFound(f"Part {part_id} is not on #{imei}")
+    now = utcnow()
+    link.date_removed = now
+    link.modified_at = now
+    link.modified_by = principal.username
+    session.flush()
+
+
+PART_FIELDS = ("part_id", "serial_number", "part_type_id", "properties", "manufacturer")
+
+
+def unit_parts(*, session: Session, principal: Principal, imei: str) -> list[dict[str, Any]]:
+    """The parts on the unit now, each with its type and when it was attached."""
+    get_unit(session=session, principal=principal, imei=imei)
+    rows = session.execute(
+        select(Part, PartType, PartProductLinker.date_added)
+        .join(PartProductLinker, PartProductLinker.part_id == Part.part_id)
+        .join(PartType, PartType.part_type_id == Part.part_type_id)
+        .where(PartProductLinker.product_imei == imei, PartProductLinker.date_removed.is_(None))
+        .order_by(Part.part_id)
+    )
+    return [
+        {
+            **{k: getattr(part, k) for k in PART_FIELDS},
+            "date_added": date_added,
+            "part_type": {
+                "part_type_id": part_type.part_type_id,
+                "name": part_type.name,
+                "description": part_type.description,
+                "serial_number_category": part_type.serial_number_category,
+            },
+        }
+        for part, part_type, date_added in rows
+    ]

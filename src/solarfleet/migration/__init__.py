@@ -1,0 +1,1 @@
+"""The telemetry migration and its per-unit bookkeeping (product_migration_history)."""

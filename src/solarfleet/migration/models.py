@@ -1,0 +1,28 @@
+"""product_migration_history: how far each unit's telemetry is safe in long-term storage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from solarfleet.db import Base, MetaColumns
+from solarfleet.fleet.models import Product
+from solarfleet.types import imei_column
+
+
+class ProductMigrationHistory(MetaColumns, Base):
+    __tablename__ = "product_migration_history"
+
+    product_migration_history_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_imei: Mapped[str] = imei_column(
+        String(15),
+        ForeignKey("products.product_imei", ondelete="CASCADE"),
+        unique=True,
+        nullable=False,
+    )
+    latest_migration_timestamp: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    last_migrated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+    product: Mapped[Product] = relationship()

@@ -1,0 +1,33 @@
+"""Every model, imported once so that Base.metadata knows every table."""
+
+from solarfleet.auth.models import Token, User
+from solarfleet.db import Base
+from solarfleet.fleet.models import (
+    Entity,
+    ParameterType,
+    Part,
+    PartProductLinker,
+    PartType,
+    Product,
+    ProductEntityLinker,
+    ProductType,
+)
+from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.parameters.models import PartParameter, ProductParameter
+
+__all__ = [
+    "Base",
+    "Entity",
+    "ParameterType",
+    "Part",
+    "PartParameter",
+    "PartProductLinker",
+    "PartType",
+    "Product",
+    "ProductEntityLinker",
+    "ProductMigrationHistory",
+    "ProductParameter",
+    "ProductType",
+    "Token",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Unit and part parameters: their tables, lifecycle and history."""
