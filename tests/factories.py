@@ -83,7 +83,10 @@ class Factory:
         return unit
 
     def link_entity(
-        self, unit: Product, entity: Entity, date_added: datetime | None = None,
+        self,
+        unit: Product,
+        entity: Entity,
+        date_added: datetime | None = None,
         date_removed: datetime | None = None,
     ) -> ProductEntityLinker:
         return self._add(
@@ -95,7 +98,9 @@ class Factory:
             )
         )
 
-    def part(self, *, part_type: PartType | None = None, on: Product | None = None, **kw: Any) -> Part:
+    def part(
+        self, *, part_type: PartType | None = None, on: Product | None = None, **kw: Any
+    ) -> Part:
         n = next(self._n)
         part_type = part_type or self.part_type()
         kw.setdefault("serial_number", f"PT{n:08d}")

@@ -330,6 +330,8 @@ def coerce(column: Any, name: str, value: Any) -> Any:
         if isinstance(col_type, String):
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ValueError("expected a string")
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError("NUL characters are not allowed")
             return str(value)
     except (ValueError, OverflowError) as exc:
         raise BadRequest(f"Invalid value {_show(value)} for {name!r}: {exc}") from None

@@ -28,10 +28,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _values(spec: ResourceSpec, body: BaseModel) -> dict[str, Any]:
-    """The client's values, meta data and system-set fields dropped."""
+def _values(spec: ResourceSpec, body: BaseModel, *, update: bool = False) -> dict[str, Any]:
+    """The client's values, meta data and system-set fields dropped (and the key on update)."""
     ignored = {*META_FIELDS, *spec.read_only}
-    if not spec.natural_key:
+    if update or not spec.natural_key:
         ignored.add(spec.primary_key.key)
     return {k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in ignored}
 
@@ -119,7 +119,7 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
                 spec=spec,
                 principal=principal,
                 key=crud.parse_key(spec, key),
-                values=_values(spec, body),
+                values=_values(spec, body, update=True),
             )
             return JSONBody(row)
 

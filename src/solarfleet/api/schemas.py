@@ -15,6 +15,7 @@ from solarfleet.db import META_FIELDS
 IMEI = Annotated[
     str, Field(pattern=r"^[0-9]{1,15}$", description="IMEI: 1 to 15 digits", examples=["111010101010101"])
 ]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 INT32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
 TIMESTAMP_DOC = "UTC, ISO-8601 with microseconds, no zone"
 
@@ -39,8 +40,7 @@ def _column_type(spec: ResourceSpec, key: str) -> Any:
     if isinstance(col_type, JSON):
         return Any
     if isinstance(col_type, String):
-        length = col_type.length
-        return Annotated[str, Field(max_length=length)] if length else str
+        return Annotated[str, Field(max_length=col_type.length, pattern=NO_NUL)]
     raise TypeError(f"no body type for {spec.name}.{key}")  # pragma: no cover
 
 

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from solarfleet.api.deps import SessionDep, SettingsDep, WriteSessionDep
@@ -66,8 +67,6 @@ async def _credentials(request: Request) -> tuple[str, str]:
 async def login(request: Request, settings: SettingsDep) -> Response:
     username, password = await _credentials(request)
     sessions = request.app.state.sessions
-    # argon2 and the database are blocking: keep them off the event loop.
-    from starlette.concurrency import run_in_threadpool
 
     def work() -> dict[str, Any]:
         with sessions() as session:
@@ -75,6 +74,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
                 session=session, username=username, password=password, settings=settings
             )
 
+    # argon2 and the database block: keep them off the event loop.
     return JSONBody({"status": "success", "message": await run_in_threadpool(work)})
 
 
