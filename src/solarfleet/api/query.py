@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     and_,
     func,
+    literal,
     or_,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -39,6 +40,7 @@ from solarfleet.timeparse import parse_instant
 
 MAX_DEPTH = 16
 MAX_FILTERS = 256
+MAX_VALUES = 10_000  # in / not_in values per query (PostgreSQL binds at most 65535 parameters)
 
 OP_ALIASES: dict[str, str] = {
     "==": "==", "eq": "==", "equals": "==", "equals_to": "==", "equal_to": "==",
@@ -143,6 +145,7 @@ class _Compiler:
         self.catalog = catalog
         self.root = root
         self.count = 0
+        self.values = 0
         self.joins: list[tuple[Any, Any]] = []
         self._joined: dict[tuple[str, ...], Any] = {}
 
@@ -198,6 +201,10 @@ class _Compiler:
         column = self._column(entity, name)
         if "field" in node:
             return self._field_comparison(node, entity, column, op)
+        if op in ("in", "not_in") and isinstance(node.get("val"), list):
+            self.values += len(node["val"])
+            if self.values > MAX_VALUES:
+                raise BadRequest(f"More than {MAX_VALUES} values in the lists of one query")
         return _column_criterion(column, name, op, node)
 
     def _field_comparison(
@@ -209,6 +216,15 @@ class _Compiler:
         if op not in COMPARISONS:
             raise BadRequest(f"Operator {node['op']!r} cannot compare two fields")
         other = self._column(entity, other_name)
+        for col, col_name in ((column, node["name"]), (other, other_name)):
+            if isinstance(col.type, JSON):
+                raise BadRequest(
+                    f"{col_name!r} holds JSON: only is_null and is_not_null apply to it"
+                )
+        if _kind(column.type) != _kind(other.type):
+            raise BadRequest(
+                f"Cannot compare {node['name']!r} with {other_name!r}: they hold different types"
+            )
         return COMPARISONS[op](column, other)
 
     def _through(
@@ -249,7 +265,12 @@ class _Compiler:
             if direction not in ("asc", "desc"):
                 raise BadRequest(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
             column = self._ordering_column(spec["field"])
-            clauses.append(column.asc() if direction == "asc" else column.desc())
+            if isinstance(column.type, JSON):
+                raise BadRequest(f"Cannot order by {spec['field']!r}: it holds JSON")
+            # null sorts above every value, on SQLite as on PostgreSQL
+            clauses.append(
+                column.asc().nulls_last() if direction == "asc" else column.desc().nulls_first()
+            )
         for pk in sa_inspect(self.root).primary_key:  # a stable order for pagination
             clauses.append(pk.asc())
         return clauses
@@ -282,7 +303,10 @@ class _Compiler:
         for spec in specs:
             if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
                 raise BadRequest(f"A group_by item needs a 'field': {_show(spec)}")
-            columns.append(self._column(self.root, spec["field"]))
+            column = self._column(self.root, spec["field"])
+            if isinstance(column.type, JSON):
+                raise BadRequest(f"Cannot group by {spec['field']!r}: it holds JSON")
+            columns.append(column)
         return columns
 
 
@@ -307,12 +331,19 @@ def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> 
             raise BadRequest(f"'{op}' applies to text fields only, and {name!r} is not one")
         if not isinstance(val, str):
             raise BadRequest(f"'{op}' on {name!r} needs a string pattern, got {_show(val)}")
+        if "\x00" in val:
+            raise BadRequest(
+                f"Invalid pattern {_show(val)} for {name!r}: NUL characters are not allowed"
+            )
         return column.like(val) if op == "like" else column.ilike(val)
     if val is None:
         raise BadRequest(
             f"Cannot compare {name!r} with null using {node['op']!r}: use is_null or is_not_null"
         )
-    return COMPARISONS[op](column, coerce(column, name, val))
+    value = coerce(column, name, val)
+    if isinstance(col_type, Boolean):  # SQLAlchemy refuses <, > and the like with a bare bool
+        value = literal(value, col_type)
+    return COMPARISONS[op](column, value)
 
 
 def coerce(column: Any, name: str, value: Any) -> Any:
@@ -386,6 +417,14 @@ def _to_bool(value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ValueError("expected true or false")
+
+
+def _kind(col_type: Any) -> type:
+    """The family of a column type; two columns compare only within one family."""
+    for family in (Boolean, Integer, Float, DateTime, String, JSON):
+        if isinstance(col_type, family):
+            return Float if family is Integer else family  # integers and floats compare
+    return type(col_type)  # pragma: no cover - every column type is above
 
 
 def _model_of(entity: Any) -> type:
