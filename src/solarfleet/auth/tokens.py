@@ -12,7 +12,7 @@ import secrets
 import string
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.models import Token, User
@@ -23,6 +23,24 @@ from solarfleet.settings import Settings
 
 TOKEN_LENGTH = 64
 _ALPHABET = string.ascii_letters + string.digits
+
+
+# Built once: the lookup runs on every request, and building and cache-keying a fresh select
+# each time cost about as much as running it.
+_BY_HASH = (
+    select(
+        Token.token_id,
+        Token.expires_at,
+        User.user_id,
+        User.username,
+        User.permissions,
+        User.user_product_visibility,
+        User.entity_id,
+        User.is_active,
+    )
+    .join(User, User.user_id == Token.user_id)
+    .where(Token.token_hash == bindparam("token_hash"))
+)
 
 
 def hash_token(token: str) -> str:
@@ -65,20 +83,7 @@ def authenticate(
     token_hash = hash_token(parse_authorization(header))
     now = utcnow()
     with factory() as session:
-        row = session.execute(
-            select(
-                Token.token_id,
-                Token.expires_at,
-                User.user_id,
-                User.username,
-                User.permissions,
-                User.user_product_visibility,
-                User.entity_id,
-                User.is_active,
-            )
-            .join(User, User.user_id == Token.user_id)
-            .where(Token.token_hash == token_hash)
-        ).one_or_none()
+        row = session.execute(_BY_HASH, {"token_hash": token_hash}).one_or_none()
     if row is None or not row.is_active:
         raise Unauthorized("Invalid token")
     if row.expires_at <= now:
