@@ -20,6 +20,8 @@ from solarfleet.auth.routes import router as auth_router
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.errors import MethodNotAllowed, SolarfleetError
 from solarfleet.fleet.routes import router as fleet_router
+from solarfleet.parameters.routes import router as parameters_router
+from solarfleet.parameters.unit_routes import router as unit_router
 from solarfleet.settings import Settings
 
 log = logging.getLogger("solarfleet")
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = REGISTRY
     app.include_router(auth_router)
     app.include_router(fleet_router)
+    app.include_router(parameters_router)
+    app.include_router(unit_router)
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
     _install_error_handlers(app)
@@ -55,7 +59,7 @@ def app_from_environment() -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SolarfleetError)
     async def domain_error(_request: Request, exc: SolarfleetError) -> Response:
-        return error(exc.message, exc.status_code)
+        return error(exc.message, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:

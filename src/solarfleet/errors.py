@@ -19,6 +19,7 @@ from __future__ import annotations
 
 class SolarfleetError(Exception):
     status_code = 500
+    headers: dict[str, str] | None = None  # extra response headers (WWW-Authenticate)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

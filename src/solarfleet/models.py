@@ -13,7 +13,7 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import ProductMigrationHistory
-from solarfleet.parameters.models import PartParameter, ProductParameter
+from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 
 __all__ = [
     "Base",
@@ -29,5 +29,6 @@ __all__ = [
     "ProductParameter",
     "ProductType",
     "Token",
+    "UnitReportNote",
     "User",
 ]

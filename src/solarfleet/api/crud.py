@@ -7,6 +7,7 @@ Every statement on a resource's rows goes through :func:`_scoped`, which adds th
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Select, exists, func, select
@@ -17,7 +18,8 @@ from solarfleet.api.query import CompiledQuery, coerce, compile_query, first_of_
 from solarfleet.api.spec import Registry, ResourceSpec
 from solarfleet.auth.principal import Principal
 from solarfleet.db import utcnow
-from solarfleet.errors import BadRequest, Conflict, NotFound
+from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
+from solarfleet.timeparse import parse_instant
 
 IMEI_MAX = 15
 
@@ -46,6 +48,13 @@ def page_size(raw: str | None, *, default: int, cap: int) -> int:
     if size <= 0:
         return default
     return min(size, cap)
+
+
+def parse_as_of(raw: str) -> datetime:
+    try:
+        return parse_instant(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid as_of {raw!r}: {exc}") from None
 
 
 def page_number(raw: str | None) -> int:
@@ -78,9 +87,17 @@ def list_rows(
     q: dict[str, Any],
     page: int,
     per_page: int,
+    as_of: datetime | None = None,
 ) -> dict[str, Any] | Any:
-    """A page in the list shape, or the bare object when ``q`` asks for ``single``."""
+    """A page in the list shape, or the bare object when ``q`` asks for ``single``.
+
+    With ``as_of`` (history tables only), the rows in force at that instant, as they were then.
+    """
     compiled = compile_query(q, spec.model, registry.catalog(principal))  # includes the scope
+    if as_of is not None:
+        if spec.as_of is None:
+            raise BadRequest(f"{spec.name} has no history: as_of does not apply")
+        compiled.where.append(spec.as_of(spec.model, as_of))
     where = list(compiled.where)
     if compiled.group_by:
         where = [first_of_each_group(spec.model, compiled)]
@@ -95,19 +112,28 @@ def list_rows(
         if matches > 1:
             raise BadRequest("Multiple results found")
         row = session.execute(stmt.offset(compiled.offset).limit(1)).one()
-        return dict(row._mapping)
+        return _as_it_was(spec, as_of, dict(row._mapping))
     start = (page - 1) * per_page
     count = max(0, min(per_page, matches - start))
     objects: list[dict[str, Any]] = []
     if count:
         rows = session.execute(stmt.offset(compiled.offset + start).limit(count))
-        objects = [dict(r._mapping) for r in rows]
+        keys = tuple(rows.keys())  # once per page: dict(r._mapping) rebuilds them for every row
+        objects = [dict(zip(keys, r, strict=True)) for r in rows]
+        if as_of is not None:
+            objects = [_as_it_was(spec, as_of, o) for o in objects]
     return {
         "num_results": matches,
         "objects": objects,
         "page": page,
         "total_pages": math.ceil(matches / per_page),
     }
+
+
+def _as_it_was(spec: ResourceSpec, as_of: datetime | None, row: dict[str, Any]) -> dict[str, Any]:
+    if as_of is None or spec.as_it_was is None:
+        return row
+    return spec.as_it_was(row)
 
 
 def _page_select(
@@ -184,6 +210,14 @@ def _check_unique(session: Session, spec: ResourceSpec, values: dict, current: A
             raise Conflict(f"A {spec.name} row with {key} {value!r} already exists")
 
 
+def _refuse_hidden_writes(spec: ResourceSpec, principal: Principal, values: dict[str, Any]) -> None:
+    """A field the caller may not see (``visible_from``) the caller may not set either."""
+    for key in values:
+        level = spec.visible_from.get(key)
+        if level is not None and not principal.can(level):
+            raise Forbidden(f"{level} permission required to set {key!r}")
+
+
 def _refuse_nulls(spec: ResourceSpec, values: dict[str, Any]) -> None:
     for key, value in values.items():
         column = spec.table_columns.get(key)
@@ -207,6 +241,7 @@ def create_row(
     principal: Principal,
     values: dict[str, Any],
 ) -> dict[str, Any]:
+    _refuse_hidden_writes(spec, principal, values)
     _coerce_values(spec, values)
     if spec.before_write:
         spec.before_write(session, values, principal, None)
@@ -236,6 +271,7 @@ def update_row(
     values: dict[str, Any],
 ) -> dict[str, Any]:
     obj = _load(session=session, registry=registry, spec=spec, principal=principal, key=key)
+    _refuse_hidden_writes(spec, principal, values)
     _coerce_values(spec, values)
     if spec.before_write:
         spec.before_write(session, values, principal, obj)

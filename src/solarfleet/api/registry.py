@@ -27,7 +27,9 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.parameters.history import active_at, as_it_was
 from solarfleet.parameters.models import PartParameter, ProductParameter
+from solarfleet.parameters.validation import check_parameter_type
 
 READ = {"GET": "OVERVIEW"}
 SYSTEM_WRITES = {**READ, "POST": "SYSTEM", "PUT": "SYSTEM", "DELETE": "SYSTEM"}
@@ -154,8 +156,13 @@ REGISTRY = Registry(
             name="parameter_types",
             model=ParameterType,
             methods=SYSTEM_WRITES,
-            description="Typed settings units and parts can carry, with validation rules.",
+            description="Typed settings units and parts can carry, with validation rules: a JSON "
+            "object with any of min, max (int, float: numbers; datetime: instants; inclusive), "
+            "choices (non-empty list of allowed values; not for bool), pattern (a regex the whole "
+            "value must match; string), max_length (characters; string). Unknown rules, rules "
+            "that do not apply to the data_type, or min > max are refused (400).",
             field_types={"validation_rules": JSONObject},
+            before_write=check_parameter_type,
         ),
         ResourceSpec(
             name="product_parameters",
@@ -164,6 +171,8 @@ REGISTRY = Registry(
             description="Every value set on a unit. Set values through the parameters action.",
             scope=by_unit(),
             relations=("product", "parameter_type"),
+            as_of=active_at,
+            as_it_was=as_it_was,
         ),
         ResourceSpec(
             name="part_parameters",
@@ -172,6 +181,8 @@ REGISTRY = Registry(
             description="Every value set on a part. Set values through the parameters action.",
             scope=by_part(),
             relations=("part", "parameter_type"),
+            as_of=active_at,
+            as_it_was=as_it_was,
         ),
         ResourceSpec(
             name="product_migration_history",

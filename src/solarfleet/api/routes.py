@@ -23,6 +23,9 @@ Q_DOC = (
     'JSON search object (Flask-Restless format): {"filters": [...], "order_by": [...], '
     '"group_by": [...], "limit": n, "offset": n, "single": bool}'
 )
+AS_OF_DOC = (
+    "An instant (ISO-8601, date or epoch ms): only the rows in force then, shown as they were"
+)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 405, 409)
 }
@@ -39,6 +42,7 @@ def _values(spec: ResourceSpec, body: BaseModel, *, update: bool = False) -> dic
 def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
     router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name], responses=ERRORS)
     create_body, update_body = body_models(spec)
+    has_history = spec.as_of is not None
 
     if "GET" in spec.methods:
         Reader = Annotated[Principal, Depends(requires(spec.methods["GET"]))]
@@ -53,6 +57,9 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
             results_per_page: Annotated[
                 str | None, Query(description="Page size: default 10, at most 1000")
             ] = None,
+            as_of: Annotated[
+                str | None, Query(description=AS_OF_DOC, include_in_schema=has_history)
+            ] = None,
         ) -> Response:
             result = crud.list_rows(
                 session=session,
@@ -66,6 +73,7 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
                     default=settings.default_page_size,
                     cap=settings.max_page_size,
                 ),
+                as_of=None if as_of is None else crud.parse_as_of(as_of),
             )
             return JSONBody(result)
 

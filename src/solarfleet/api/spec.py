@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -20,6 +21,9 @@ ScopeRule = Callable[[Any, Principal], ColumnElement[bool] | None]
 # row being updated (None on create), before anything is written.
 BeforeWrite = Callable[[Session, dict[str, Any], Principal, Any], None]
 AfterCreate = Callable[[Session, Any, Principal], None]
+# History tables: the criterion "row was in force at this instant", and how such a row looks then.
+AsOf = Callable[[Any, datetime], ColumnElement[bool]]
+AsItWas = Callable[[dict[str, Any]], dict[str, Any]]
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
@@ -48,6 +52,8 @@ class ResourceSpec:
     field_types: Mapping[str, Any] = field(default_factory=dict)  # body type overrides
     before_write: BeforeWrite | None = None
     after_create: AfterCreate | None = None
+    as_of: AsOf | None = None  # lists take ?as_of=T: the rows in force at T, as they were then
+    as_it_was: AsItWas | None = None
 
     @cached_property
     def table_columns(self) -> dict[str, Column[Any]]:

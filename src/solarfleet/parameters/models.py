@@ -73,3 +73,31 @@ class PartParameter(MetaColumns, Base):
 
     part: Mapped[Part] = relationship()
     parameter_type: Mapped[ParameterType] = relationship()
+
+
+NOTE_REASONS = ("unknown_type", "invalid_value", "not_pending", "unknown_part", "not_on_unit")
+
+
+class UnitReportNote(MetaColumns, Base):
+    """A reported value that changed nothing and was not a replay: kept for operators to see.
+
+    A unit reports what it runs (``POST /v1/rc_data``). A value that was never pending, of an
+    unknown type, unparseable, or for a part not on the unit is recorded here rather than refused,
+    so the unit never loops on an error. ``part_id`` and ``parameter_type_id`` are what the unit
+    said, not foreign keys: the note must survive even when they name nothing we know.
+    """
+
+    __tablename__ = "unit_report_notes"
+
+    unit_report_note_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_imei: Mapped[str] = imei_column(
+        String(15),
+        ForeignKey("products.product_imei", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    part_key: Mapped[str | None] = mapped_column(String(64))
+    parameter_type_id: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = choice_column("reason", NOTE_REASONS, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,71 @@
+"""Unit authentication: HTTP Basic ``imei:device_key``; a key opens its own unit only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from solarfleet.db import WRITE
+from solarfleet.errors import Unauthorized
+from solarfleet.fleet.models import DEVICE_KEY_LENGTH, Product
+
+_DUMMY_KEY = "x" * DEVICE_KEY_LENGTH  # compared against when the IMEI is unknown
+
+
+class DeviceUnauthorized(Unauthorized):
+    headers = {"WWW-Authenticate": 'Basic realm="solarfleet units"'}
+
+
+def parse_basic(header: str | None) -> tuple[str, str]:
+    """(imei, device_key) from ``Authorization: Basic <base64(imei:key)>``."""
+    if not header:
+        raise DeviceUnauthorized("Missing Authorization header: send HTTP Basic imei:device_key")
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise DeviceUnauthorized("Units authenticate with HTTP Basic imei:device_key")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise DeviceUnauthorized("Malformed HTTP Basic credentials") from None
+    imei, colon, key = decoded.partition(":")
+    if not colon:
+        raise DeviceUnauthorized("Malformed HTTP Basic credentials")
+    return imei, key
+
+
+def authenticate_unit(*, session: Session, header: str | None) -> str:
+    """The IMEI of the unit whose device key is in the header; 401 otherwise."""
+    imei, key = parse_basic(header)
+    stored = None
+    if imei.isascii() and imei.isdigit() and len(imei) <= 15:
+        stored = session.scalar(select(Product.device_key).where(Product.product_imei == imei))
+    expected = stored if stored is not None else _DUMMY_KEY
+    matches = hmac.compare_digest(key.encode(), expected.encode())
+    if stored is None or not matches:
+        raise DeviceUnauthorized("Invalid unit credentials")
+    return imei
+
+
+def get_unit_imei(request: Request) -> str:
+    with request.app.state.sessions() as session:
+        return authenticate_unit(session=session, header=request.headers.get("authorization"))
+
+
+UnitImei = Annotated[str, Depends(get_unit_imei)]
+
+
+def get_unit_write_session(request: Request, _unit: UnitImei) -> Iterator[Session]:
+    """A write session (SQLite write lock from BEGIN), opened once the unit is authenticated."""
+    with request.app.state.sessions() as session:
+        session.connection(execution_options=WRITE)
+        yield session
+
+
+UnitWriteSessionDep = Annotated[Session, Depends(get_unit_write_session)]

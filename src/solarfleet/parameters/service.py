@@ -1,0 +1,164 @@
+"""Setting parameters on units and parts: validation, superseding, one pending row per type.
+
+Concurrent sets of one type on one unit (or part) are serialized by locking the owner's row
+first (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the write session already holds the
+database's write lock from ``BEGIN IMMEDIATE``). The partial unique index on pending rows is the
+last line of defence: should it ever fire, the request is answered 409 and nothing is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from solarfleet.auth.principal import Principal
+from solarfleet.auth.scope import by_part
+from solarfleet.db import utcnow
+from solarfleet.errors import BadRequest, Conflict, NotFound
+from solarfleet.fleet.models import ParameterType, Part, PartType, Product, ProductType
+from solarfleet.fleet.service import get_unit
+from solarfleet.parameters.models import PartParameter, ProductParameter
+from solarfleet.parameters.validation import check_value
+
+PRODUCT_FIELDS = (
+    "product_parameter_id", "product_imei", "parameter_type_id", "value", "status",
+    "date_added", "date_removed", "created_at", "created_by", "modified_at", "modified_by",
+)  # fmt: skip
+PART_FIELDS = (
+    "part_parameter_id", "part_id", "parameter_type_id", "value", "status",
+    "date_added", "date_removed", "created_at", "created_by", "modified_at", "modified_by",
+)  # fmt: skip
+
+Row = ProductParameter | PartParameter
+
+
+def as_dict(row: Row) -> dict[str, Any]:
+    """A parameter row with exactly the fields of seed 003."""
+    fields = PRODUCT_FIELDS if isinstance(row, ProductParameter) else PART_FIELDS
+    return {k: getattr(row, k) for k in fields}
+
+
+def moments() -> tuple[datetime, datetime]:
+    """Two instants, the second strictly after the first (an expiry's date_added, date_removed)."""
+    first = utcnow()
+    second = utcnow()
+    return first, max(second, first + timedelta(microseconds=1))
+
+
+def lock_unit(*, session: Session, principal: Principal, imei: str) -> Product:
+    """The unit (scope-checked, 404 outside scope), its row locked until the transaction ends."""
+    get_unit(session=session, principal=principal, imei=imei)
+    stmt = select(Product).where(Product.product_imei == imei).with_for_update()
+    return session.scalars(stmt.execution_options(populate_existing=True)).one()
+
+
+def lock_part(*, session: Session, principal: Principal, part_id: int) -> Part:
+    """The part (for ENTITY users: only one now on a unit in scope), its row locked."""
+    stmt = select(Part).where(Part.part_id == part_id)
+    criterion = by_part()(Part, principal)
+    if criterion is not None:
+        stmt = stmt.where(criterion)
+    if session.scalars(stmt).one_or_none() is None:
+        raise NotFound(f"No part with part_id {part_id}")
+    locked = select(Part).where(Part.part_id == part_id).with_for_update()
+    return session.scalars(locked.execution_options(populate_existing=True)).one()
+
+
+def parameter_type(*, session: Session, parameter_type_id: int) -> ParameterType:
+    ptype = session.get(ParameterType, parameter_type_id)
+    if ptype is None:
+        raise BadRequest(f"Invalid parameter_type_id: no parameter type {parameter_type_id}")
+    return ptype
+
+
+def _allowed(ptype: ParameterType, kind: str, owner_type: ProductType | PartType) -> None:
+    if ptype.parameter_type_id not in (owner_type.parameter_types or []):
+        raise BadRequest(
+            f"Invalid parameter_type_id: parameter type {ptype.parameter_type_id} "
+            f"({ptype.name}) is not allowed for {kind} {owner_type.name!r}"
+        )
+
+
+def _supersede(session: Session, pending: Row | None, principal: Principal) -> None:
+    """Expire the older pending row (flushed before the new one so the unique index holds)."""
+    if pending is None:
+        return
+    added, removed = moments()
+    pending.status = "expired"
+    pending.date_added = added
+    pending.date_removed = removed
+    pending.modified_at = utcnow()
+    pending.modified_by = principal.username
+    session.flush()
+
+
+def _insert(session: Session, row: Row, what: str) -> Row:
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"{what} was set concurrently; try again") from None
+    return row
+
+
+def set_product_parameter(
+    *, session: Session, principal: Principal, imei: str, parameter_type_id: int, value: Any
+) -> ProductParameter:
+    """A new pending value on the unit; an older pending value of the type expires."""
+    unit = lock_unit(session=session, principal=principal, imei=imei)
+    ptype = parameter_type(session=session, parameter_type_id=parameter_type_id)
+    _allowed(ptype, "product type", session.get_one(ProductType, unit.product_type_id))
+    text = check_value(
+        data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
+    )
+    pending = session.scalars(
+        select(ProductParameter).where(
+            ProductParameter.product_imei == imei,
+            ProductParameter.parameter_type_id == parameter_type_id,
+            ProductParameter.status == "pending",
+        )
+    ).one_or_none()
+    _supersede(session, pending, principal)
+    row = ProductParameter(
+        product_imei=imei,
+        parameter_type_id=parameter_type_id,
+        value=text,
+        status="pending",
+        created_at=utcnow(),
+        created_by=principal.username,
+    )
+    return _insert(session, row, f"Parameter {parameter_type_id} of #{imei}")  # type: ignore[return-value]
+
+
+def set_part_parameter(
+    *, session: Session, principal: Principal, part_id: int, parameter_type_id: int, value: Any
+) -> PartParameter:
+    """A new pending value on the part; an older pending value of the type expires."""
+    part = lock_part(session=session, principal=principal, part_id=part_id)
+    ptype = parameter_type(session=session, parameter_type_id=parameter_type_id)
+    _allowed(ptype, "part type", session.get_one(PartType, part.part_type_id))
+    text = check_value(
+        data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
+    )
+    pending = session.scalars(
+        select(PartParameter).where(
+            PartParameter.part_id == part_id,
+            PartParameter.parameter_type_id == parameter_type_id,
+            PartParameter.status == "pending",
+        )
+    ).one_or_none()
+    _supersede(session, pending, principal)
+    row = PartParameter(
+        part_id=part_id,
+        parameter_type_id=parameter_type_id,
+        value=text,
+        status="pending",
+        created_at=utcnow(),
+        created_by=principal.username,
+    )
+    return _insert(session, row, f"Parameter {parameter_type_id} of part {part_id}")  # type: ignore[return-value]

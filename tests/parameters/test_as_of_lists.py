@@ -1,0 +1,98 @@
+"""``?as_of=T`` on the product_parameters and part_parameters lists, together with ``q``:
+"which units ran parameter X = Y at T" across the fleet."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from solarfleet.fleet.models import Entity
+from tests.factories import Factory
+
+T0 = datetime(2026, 11, 1, 8, 0, 0)
+T1 = T0 + timedelta(days=1)
+T2 = T0 + timedelta(days=2)
+US = timedelta(microseconds=1)
+
+
+def fleet(factory: Factory, b_entity: Entity | None = None) -> dict[str, str]:
+    """Unit A ran 5 from T1 to T2, then 6; unit B has run 5 since T0."""
+    ptype = factory.parameter_type("int")
+    a = factory.product("100000000000001")
+    b = factory.product("100000000000002", entity=b_entity)
+    factory.product_parameter(a, ptype, value="5", status="removed", date_added=T1, date_removed=T2)
+    factory.product_parameter(a, ptype, value="6", status="active", date_added=T2)
+    factory.product_parameter(
+        a, ptype, value="7", status="expired", date_added=T1 + US, date_removed=T1 + 2 * US
+    )
+    factory.product_parameter(a, ptype, value="8", status="pending")
+    factory.product_parameter(b, ptype, value="5", status="active", date_added=T0)
+    return {"a": a.product_imei, "b": b.product_imei}
+
+
+def ran(client: TestClient, headers: dict[str, str], at: datetime, **q: object) -> list[tuple]:
+    params = {"as_of": at.isoformat(), "q": json.dumps(q)}
+    r = client.get("/v1/product_parameters", params=params, headers=headers)
+    assert r.status_code == 200, r.text
+    return sorted(
+        (o["product_imei"], o["value"], o["status"], o["date_removed"]) for o in r.json()["objects"]
+    )
+
+
+def test_as_of_gives_the_rows_in_force_as_they_were(
+    client: TestClient, factory: Factory, system: dict[str, str]
+) -> None:
+    units = fleet(factory)
+    a, b = units["a"], units["b"]
+    assert ran(client, system, T0 - US) == []
+    assert ran(client, system, T0) == [(b, "5", "active", None)]
+    assert ran(client, system, T1 + US) == [(a, "5", "active", None), (b, "5", "active", None)]
+    assert ran(client, system, T2 - US) == [(a, "5", "active", None), (b, "5", "active", None)]
+    assert ran(client, system, T2) == [(a, "6", "active", None), (b, "5", "active", None)]
+
+
+def test_as_of_combines_with_q(
+    client: TestClient, factory: Factory, system: dict[str, str]
+) -> None:
+    units = fleet(factory)
+    five = {"filters": [{"name": "value", "op": "==", "val": "5"}]}
+    assert [r[0] for r in ran(client, system, T1 + US, **five)] == [units["a"], units["b"]]
+    assert [r[0] for r in ran(client, system, T2, **five)] == [units["b"]]
+
+
+def test_as_of_respects_scope(client: TestClient, factory: Factory) -> None:
+    factory.entity("Unknown entity", entity_id=1)
+    mine = factory.entity("Mine", entity_id=2)
+    units = fleet(factory, b_entity=mine)
+    headers = factory.headers("OVERVIEW", "ENTITY", mine)
+    assert ran(client, headers, T1 + US) == [(units["b"], "5", "active", None)]
+
+
+def test_as_of_on_a_table_without_history_is_400(
+    client: TestClient, system: dict[str, str]
+) -> None:
+    r = client.get("/v1/entities", params={"as_of": "2026-01-01"}, headers=system)
+    assert r.status_code == 400
+    assert r.json() == {
+        "status": "error",
+        "message": "entities has no history: as_of does not apply",
+    }
+
+
+def test_unparseable_as_of_is_400(client: TestClient, system: dict[str, str]) -> None:
+    r = client.get("/v1/part_parameters", params={"as_of": "last tuesday"}, headers=system)
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("Invalid as_of 'last tuesday'")
+
+
+def test_part_parameters_as_of(
+    client: TestClient, factory: Factory, system: dict[str, str]
+) -> None:
+    ptype = factory.parameter_type("int")
+    part = factory.part()
+    factory.part_parameter(part, ptype, value="1", status="removed", date_added=T0, date_removed=T1)
+    factory.part_parameter(part, ptype, value="2", status="active", date_added=T1)
+    r = client.get("/v1/part_parameters", params={"as_of": T0.isoformat()}, headers=system)
+    assert [(o["value"], o["status"]) for o in r.json()["objects"]] == [("1", "active")]
