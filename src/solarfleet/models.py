@@ -13,6 +13,7 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.telemetry.models import TelemetryDirty
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ProductMigrationHistory",
     "ProductParameter",
     "ProductType",
+    "TelemetryDirty",
     "Token",
     "UnitReportNote",
     "User",

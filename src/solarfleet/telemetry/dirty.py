@@ -1,0 +1,59 @@
+"""The "dirty since" marks: written by ingest *before* the points go to the hot store, read and
+cleared (compare-and-set on the version) by the migration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from solarfleet.telemetry.models import TelemetryDirty
+
+Mark = tuple[int, int]  # (dirty_since_us, version)
+
+
+def mark_dirty(*, session: Session, imei: str, oldest_us: int) -> None:
+    """Record an upload whose oldest reading is at ``oldest_us`` (not committed)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = TelemetryDirty.__table__
+    stmt = insert(table).values(product_imei=imei, dirty_since_us=oldest_us, version=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.product_imei],
+        set_={
+            "dirty_since_us": func.min(table.c.dirty_since_us, stmt.excluded.dirty_since_us)
+            if session.get_bind().dialect.name == "sqlite"
+            else func.least(table.c.dirty_since_us, stmt.excluded.dirty_since_us),
+            "version": table.c.version + 1,
+        },
+    )
+    session.execute(stmt)
+
+
+def read_mark(*, session: Session, imei: str) -> Mark | None:
+    row = session.execute(
+        select(TelemetryDirty.dirty_since_us, TelemetryDirty.version).where(
+            TelemetryDirty.product_imei == imei
+        )
+    ).one_or_none()
+    return None if row is None else (row.dirty_since_us, row.version)
+
+
+def clear_if_unchanged(*, session: Session, imei: str, version: int) -> bool:
+    """Delete the mark if no upload moved it since it was read (not committed)."""
+    result = session.execute(
+        delete(TelemetryDirty).where(
+            TelemetryDirty.product_imei == imei, TelemetryDirty.version == version
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def dirty_units(*, session: Session, imeis: Sequence[str] | None = None) -> list[str]:
+    """Units with a mark (optionally among ``imeis``), in IMEI order."""
+    stmt = select(TelemetryDirty.product_imei).order_by(TelemetryDirty.product_imei)
+    if imeis is not None:
+        stmt = stmt.where(TelemetryDirty.product_imei.in_(imeis))
+    return list(session.scalars(stmt))

@@ -1,0 +1,35 @@
+"""The hot store: where uploads land first. One small interface, two implementations
+(embedded, under SOLARFLEET_DATA_DIR; InfluxDB 1.x at SOLARFLEET_INFLUX_URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from solarfleet.telemetry.points import Point
+
+
+class HotStore(Protocol):
+    """Every method raises solarfleet.errors.ServiceUnavailable when the store is unreachable."""
+
+    def write(self, points: Sequence[Point]) -> int:
+        """Store ``points`` durably (same identity overwrites); the number written."""
+
+    def read(
+        self,
+        imei: str,
+        start_us: int,
+        end_us: int,
+        *,
+        measurement: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> list[Point]:
+        """The unit's readings with ``start_us <= time_us < end_us``, ordered by time."""
+
+    def counts_by_day(self, imei: str, start_us: int, end_us: int) -> dict[int, int]:
+        """Readings per day number (points.day_of) in ``[start_us, end_us)``."""
+
+    def drop(self, imei: str, start_us: int, end_us: int) -> int:
+        """Delete the unit's readings in ``[start_us, end_us)`` (once archived and verified)."""
+
+    def close(self) -> None: ...
