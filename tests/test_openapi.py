@@ -29,6 +29,8 @@ ACTIONS = {
     "/v1/products/{imei}/parameters/diff": {"get"},
     "/v1/products/{imei}/parameters/notes": {"get"},
     "/v1/rc_data": {"get", "post"},
+    "/v1/products/{imei}/data": {"get", "post"},
+    "/v1/rm_data": {"post"},
 }
 
 

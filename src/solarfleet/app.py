@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from solarfleet import __version__
+from solarfleet.api.limits import BodySizeLimit
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
 from solarfleet.api.routes import resource_router
@@ -23,6 +26,8 @@ from solarfleet.fleet.routes import router as fleet_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
 from solarfleet.settings import Settings
+from solarfleet.telemetry.routes import router as telemetry_router
+from solarfleet.telemetry.store import make_archive_reader, make_hot_store
 
 log = logging.getLogger("solarfleet")
 
@@ -36,19 +41,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Backend for fleets of pay-as-you-go solar home systems; "
         "wire-compatible with the SMARTSolar API.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.registry = REGISTRY
+    app.state.hot_store = make_hot_store(settings)
+    app.state.archive_reader = make_archive_reader(settings)
     app.include_router(auth_router)
     app.include_router(fleet_router)
     app.include_router(parameters_router)
     app.include_router(unit_router)
+    app.include_router(telemetry_router)
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
     _install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.hot_store.close()
 
 
 def app_from_environment() -> FastAPI:
@@ -77,6 +93,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def data_error(_request: Request, exc: DataError) -> Response:
         log.info("value refused by the database: %s", exc.orig)
         return error("A value is out of range or not valid for the database", 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        # A defect: logged with its trace here, never shown to the client.
+        log.exception("unhandled error", exc_info=exc)
+        return error("Internal error; it has been logged", 500)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from solarfleet.migration.cli import register as register_migration
 from solarfleet.settings import Settings
 
 app = typer.Typer(help="solarfleet: backend for fleets of pay-as-you-go solar home systems.")
@@ -14,6 +15,7 @@ db_app = typer.Typer(help="The database schema.")
 users_app = typer.Typer(help="API users.")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+register_migration(app)  # telemetry migrate|verify|compact, worker
 console = Console()
 
 

@@ -12,13 +12,14 @@ from solarfleet.fleet.models import (
     ProductEntityLinker,
     ProductType,
 )
-from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.migration.models import MigrationLease, ProductMigrationHistory
 from solarfleet.telemetry.models import TelemetryDirty
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 
 __all__ = [
     "Base",
     "Entity",
+    "MigrationLease",
     "ParameterType",
     "Part",
     "PartParameter",

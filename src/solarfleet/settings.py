@@ -17,9 +17,25 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite under data_dir"
     )
-    influx_url: str | None = None
+    influx_url: str | None = Field(
+        default=None, description="InfluxDB 1.x for the hot store; default: embedded under data_dir"
+    )
+    influx_database: str = "solarfleet"
+    influx_timeout_seconds: float = 10.0
     archive_url: str | None = None
     broker_url: str | None = None
+
+    # The long-term archive (Iceberg) and the migration that fills it.
+    archive_table: str = "solarfleet.telemetry"
+    archive_buckets: int = 16  # bucket(imei, N) partitions; fixed once the table exists
+    migration_batch_size: int = 500  # units per archive commit
+    migration_interval_seconds: float = 300.0  # between passes of `telemetry migrate`
+    migration_shards: int = 16  # Celery tasks per pass (units by a stable hash of the imei)
+    migration_lease_seconds: int = 900  # a worker's claim on a unit expires after this
+    migration_queue: str = "solarfleet.migration"  # the Celery queue of the migration tasks
+    # The hot store drops a unit's day once the archive is verified to hold it and it is older
+    # than this many days; 0 keeps everything in the hot store.
+    hot_retention_days: float = 30.0
 
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,
@@ -27,6 +43,7 @@ class Settings(BaseSettings):
     token_refresh_interval_seconds: int = 300
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    max_body_bytes: int = 16 * 1024 * 1024  # uploads of 50,000 points fit well within this
     default_page_size: int = 10
     max_page_size: int = 1000
 

@@ -31,7 +31,10 @@ def parse_instant(value: object) -> datetime:
             raise ValueError(f"not an ISO-8601 time: {value!r}") from None
         return datetime(day.year, day.month, day.day)
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ValueError(f"out of range in UTC: {value!r}") from None
     return parsed
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import jsonschema
 import orjson
 import pytest
 from fastapi import FastAPI
@@ -681,6 +682,22 @@ def test_single(fleet: Fleet) -> None:
     fleet.expect({"single": False, "limit": 1}, [P1])
 
 
+def test_single_answer_matches_the_documented_list_response(fleet: Fleet) -> None:
+    """Found by the fuzzer: the list's 200 was documented as a page only, and the bare object
+    of ``single`` broke its own documented schema."""
+    doc = fleet.client.get("/openapi.json").json()
+    for resource, q in (
+        ("products", {"single": True, "offset": 4}),
+        ("products", {"limit": 2}),
+        ("parts", {"single": True, "filters": [flt("product__product_imei", "==", P2)]}),
+    ):
+        r = fleet.list(resource, q)
+        assert r.status_code == 200
+        response = doc["paths"][f"/v1/{resource}"]["get"]["responses"]["200"]
+        schema = response["content"]["application/json"]["schema"]
+        jsonschema.validate(r.json(), {**schema, "components": doc["components"]})
+
+
 def test_single_with_no_match_or_several(fleet: Fleet) -> None:
     r = fleet.list("products", {"filters": [flt("serial_number", "==", "nope")], "single": True})
     assert_error(r, 404, "No result found")
@@ -792,6 +809,14 @@ def test_page_size_is_capped_at_1000(client: TestClient, factory: Factory, syste
 def test_bad_page_is_400(client: TestClient, system: Headers, bad: str) -> None:
     r = get(client, system, "products", page=bad)
     assert_error(r, 400, f"page must be a positive integer, got {bad!r}")
+
+
+def test_page_beyond_64_bits_is_400(client: TestClient, system: Headers) -> None:
+    """Found by the fuzzer: the page is echoed back, and a page of 2**64 was a 500 (the JSON
+    encoder stops at 64 bits). Any page below that past the end is still an empty page."""
+    assert page_body(get(client, system, "products", page=str(2**63 - 1)))[1] == []
+    r = get(client, system, "products", page="20000000000000000000")
+    assert_error(r, 400, "page must be below 2**63, got '20000000000000000000'")
 
 
 # -- 4. malformed queries -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -352,6 +353,18 @@ def test_product_type_parameter_types_must_exist(
     }
 
 
+@pytest.mark.parametrize("resource", ["product_types", "part_types"])
+@pytest.mark.parametrize("bad_id", [2**63, -(2**63) - 1, 2**31, 0, -1])
+def test_parameter_types_ids_out_of_range_are_400(
+    client: TestClient, system: dict[str, str], resource: str, bad_id: int
+) -> None:
+    """Found by the fuzzer: an id beyond 64 bits reached SQLite and was a 500."""
+    body = {"name": "T", "parameter_types": [bad_id]}
+    r = client.post(f"/v1/{resource}", json=body, headers=system)
+    assert r.status_code == 400
+    assert "parameter_types" in r.json()["message"]
+
+
 def test_enumerated_fields_refuse_other_values(client: TestClient, system: dict[str, str]) -> None:
     r = client.post(
         "/v1/parameter_types", json={"name": "p", "data_type": "complex"}, headers=system
@@ -370,3 +383,39 @@ def test_entity_created_by_factory_user_is_linked_to_their_entity(
     assert r.status_code == 201
     # still visible to its maker, through the entity link made with it
     assert client.get("/v1/products/111010101010101", headers=headers).status_code == 200
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("properties", "reason"),
+    [
+        ({"wh": 2**64}, "64 bits"),
+        ({"wh": [-(2**63) - 1]}, "64 bits"),
+        ({"deep": _nested(300)}, "nested deeper"),
+        ({"\udada": 1}, "lone surrogates"),
+        ({"a": "x\x00y"}, "NUL"),
+        ({"a": float("nan")}, "finite"),
+    ],
+)
+def test_json_fields_refuse_what_cannot_be_stored_and_sent_back(
+    client: TestClient, factory: Factory, system: dict[str, str], properties: Any, reason: str
+) -> None:
+    """Found by the fuzzer: a 2**64 in parts.properties was stored, then every answer holding the
+    part was a 500 (the JSON encoder refuses integers beyond 64 bits)."""
+    part_type = factory.part_type()
+    body = {"serial_number": "P1", "part_type_id": part_type.part_type_id}
+    raw = json.dumps({**body, "properties": properties})  # NaN too, as Python's json reads it
+    headers = {**system, "Content-Type": "application/json"}
+    r = client.post("/v1/parts", content=raw, headers=headers)
+    assert r.status_code == 400
+    assert "properties" in r.json()["message"] and reason in r.json()["message"]
+    ok = {"wh": 2**63 - 1, "deep": _nested(63), "name": "é\u2603"}
+    r = client.post("/v1/parts", json={**body, "properties": ok}, headers=system)
+    assert r.status_code == 201
+    assert r.json()["properties"] == ok

@@ -87,6 +87,20 @@ def test_unparseable_as_of_is_400(client: TestClient, system: dict[str, str]) ->
     assert r.json()["message"].startswith("Invalid as_of 'last tuesday'")
 
 
+def test_as_of_beyond_the_calendar_in_utc_is_400(
+    client: TestClient, system: dict[str, str]
+) -> None:
+    """Found by the fuzzer: an instant whose zone moves it before year 1 or after 9999 in UTC
+    was a 500 (OverflowError), here and wherever instants are parsed."""
+    for at in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        r = client.get("/v1/product_parameters", params={"as_of": at}, headers=system)
+        assert r.status_code == 400, r.text
+        assert r.json()["message"].startswith(f"Invalid as_of {at!r}")
+        q = json.dumps({"filters": [{"name": "date_added", "op": "<", "val": at}]})
+        r = client.get("/v1/product_parameters", params={"q": q}, headers=system)
+        assert r.status_code == 400, r.text
+
+
 def test_part_parameters_as_of(
     client: TestClient, factory: Factory, system: dict[str, str]
 ) -> None:

@@ -66,6 +66,8 @@ def page_number(raw: str | None) -> int:
         raise BadRequest(f"page must be a positive integer, got {raw!r}") from None
     if page < 1:
         raise BadRequest(f"page must be a positive integer, got {raw!r}")
+    if page >= 2**63:  # the page is echoed back, and JSON integers stop at 64 bits
+        raise BadRequest(f"page must be below 2**63, got {raw!r}")
     return page
 
 

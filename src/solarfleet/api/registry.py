@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from solarfleet.api.schemas import storable_json
 from solarfleet.api.spec import ExtraField, Registry, ResourceSpec
 from solarfleet.auth.models import User
 from solarfleet.auth.passwords import hash_password
@@ -35,8 +36,11 @@ READ = {"GET": "OVERVIEW"}
 SYSTEM_WRITES = {**READ, "POST": "SYSTEM", "PUT": "SYSTEM", "DELETE": "SYSTEM"}
 FACTORY_WRITES = {**READ, "POST": "FACTORY", "PUT": "ADMIN", "DELETE": "SYSTEM"}
 
-ParameterTypeIds = Annotated[list[int], Field(description="parameter_type_id values allowed")]
-JSONObject = dict[str, Any]
+ParameterTypeIds = Annotated[
+    list[Annotated[int, Field(ge=1, lt=2**31)]],
+    Field(description="parameter_type_id values allowed"),
+]
+JSONObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
 
 
 def _check_parameter_types(session: Session, values: dict[str, Any], _p: Any, _row: Any) -> None:

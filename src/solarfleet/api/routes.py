@@ -47,7 +47,13 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
     if "GET" in spec.methods:
         Reader = Annotated[Principal, Depends(requires(spec.methods["GET"]))]
 
-        @router.get("", response_model=page_model(spec), summary=f"List {spec.name}")
+        @router.get(
+            "",
+            # a page, or the bare object when q asks for "single": true (SPEC §3)
+            response_model=page_model(spec) | output_model(spec),  # type: ignore[operator]
+            responses={200: {"description": 'A page, or one object when q has "single": true'}},
+            summary=f"List {spec.name}",
+        )
         def list_rows(
             principal: Reader,
             session: SessionDep,

@@ -3,10 +3,11 @@ response shapes (documented only: responses are serialized straight from rows)."
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String
 
 from solarfleet.api.spec import ResourceSpec
@@ -18,6 +19,47 @@ IMEI = Annotated[
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 INT32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
 TIMESTAMP_DOC = "UTC, ISO-8601 with microseconds, no zone"
+JSON_MAX_DEPTH = 64  # the response encoder (orjson) refuses more than 254 levels
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` if every database stores it and the response encoder writes it back: integers
+    within 64 bits, finite numbers, text without NUL (PostgreSQL's jsonb refuses it) or lone
+    surrogates, at most JSON_MAX_DEPTH levels. Anything else is a 400, not a row that 500s."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            raise ValueError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels")
+        if isinstance(item, bool) or item is None:
+            continue
+        if isinstance(item, int):
+            if not -(2**63) <= item < 2**63:
+                raise ValueError("JSON integers must fit in 64 bits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("JSON numbers must be finite")
+        elif isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return value
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise ValueError("JSON text cannot hold NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("JSON text must be valid Unicode (no lone surrogates)") from None
+
+
+JSON_VALUE = Annotated[Any, AfterValidator(storable_json)]
 
 
 def _column_type(spec: ResourceSpec, key: str) -> Any:
@@ -38,7 +80,7 @@ def _column_type(spec: ResourceSpec, key: str) -> Any:
     if isinstance(col_type, DateTime):
         return Annotated[str, Field(description=TIMESTAMP_DOC)]
     if isinstance(col_type, JSON):
-        return Any
+        return JSON_VALUE
     if isinstance(col_type, String):
         return Annotated[str, Field(max_length=col_type.length, pattern=NO_NUL)]
     raise TypeError(f"no body type for {spec.name}.{key}")  # pragma: no cover

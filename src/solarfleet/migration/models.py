@@ -26,3 +26,17 @@ class ProductMigrationHistory(MetaColumns, Base):
     last_migrated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 
     product: Mapped[Product] = relationship()
+
+
+class MigrationLease(Base):
+    """A worker's claim on a unit while it migrates it: taken by compare-and-set (free, expired,
+    or already ours), renewed while the work goes on, deleted when done. Two workers never hold
+    the same unit at once, whatever sharding each of them was started with."""
+
+    __tablename__ = "migration_leases"
+
+    product_imei: Mapped[str] = imei_column(
+        String(15), ForeignKey("products.product_imei", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str] = mapped_column(String(255), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

@@ -9,6 +9,11 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _ours(name: str | None, type_: str, _parents: object) -> bool:
+    """Only our tables: the archive's Iceberg catalog keeps its own tables in this database."""
+    return type_ != "table" or name in target_metadata.tables
+
+
 def run() -> None:
     engine = config.attributes["engine"]
     with engine.connect() as connection:
@@ -17,6 +22,7 @@ def run() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=_ours,
         )
         with context.begin_transaction():
             context.run_migrations()

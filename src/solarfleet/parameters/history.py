@@ -73,15 +73,17 @@ def parameter_history(
         product_where.append(active_at(ProductParameter, at))
         part_where.append(active_at(PartParameter, at))
     part_ids = current_parts(session, imei) if at is None else parts_at(session, imei, at)
+    # dict(zip(...)) rather than dict(r._mapping): the same keys (the select's columns are the
+    # fields, in order) at a fraction of the cost, which counts for a unit with 10,000 rows.
     products = [
-        dict(r._mapping)
+        dict(zip(PRODUCT_FIELDS, r, strict=True))
         for r in session.execute(_select(ProductParameter, PRODUCT_FIELDS, *product_where))
     ]
     parts: dict[str, list[dict[str, Any]]] = {str(p): [] for p in part_ids}
     if part_ids:
         stmt = _select(PartParameter, PART_FIELDS, PartParameter.part_id.in_(part_ids), *part_where)
         for r in session.execute(stmt):
-            parts[str(r.part_id)].append(dict(r._mapping))
+            parts[str(r.part_id)].append(dict(zip(PART_FIELDS, r, strict=True)))
     if at is not None:
         products = [as_it_was(r) for r in products]
         parts = {k: [as_it_was(r) for r in rows] for k, rows in parts.items()}

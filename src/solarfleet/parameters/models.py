@@ -18,6 +18,10 @@ class ProductParameter(MetaColumns, Base):
     __tablename__ = "product_parameters"
     __table_args__ = (
         Index("ix_product_parameters_unit_type", "product_imei", "parameter_type_id", "status"),
+        # As-of: the rows of one unit in force at an instant, without reading all its history.
+        Index(
+            "ix_product_parameters_as_of", "product_imei", "status", "date_added", "date_removed"
+        ),
         # At most one pending value per (unit, type), whatever the concurrency.
         Index(
             "uq_product_parameters_pending",
@@ -49,6 +53,7 @@ class PartParameter(MetaColumns, Base):
     __tablename__ = "part_parameters"
     __table_args__ = (
         Index("ix_part_parameters_part_type", "part_id", "parameter_type_id", "status"),
+        Index("ix_part_parameters_as_of", "part_id", "status", "date_added", "date_removed"),
         Index(
             "uq_part_parameters_pending",
             "part_id",

@@ -1,0 +1,78 @@
+"""Leases: which worker is migrating which unit right now.
+
+A lease is taken by one compare-and-set statement (``INSERT … ON CONFLICT DO UPDATE … WHERE the
+lease is expired or already ours … RETURNING``): PostgreSQL re-checks the WHERE on the newest row
+version under a row lock, SQLite runs it under its single write lock, so of two workers racing
+for a unit exactly one gets it. A worker that dies keeps its units until the lease expires; a
+worker restarted under the same holder name takes them back at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from solarfleet.db import utcnow
+from solarfleet.migration.models import MigrationLease
+
+
+def default_holder() -> str:
+    """A name unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire(
+    *,
+    session: Session,
+    imeis: Sequence[str],
+    holder: str,
+    seconds: float,
+    now: datetime | None = None,
+) -> list[str]:
+    """Take the leases on ``imeis`` that are free, expired or ours (not committed); the units
+    now held, in IMEI order."""
+    if not imeis:
+        return []
+    now = now or utcnow()
+    expires = now + timedelta(seconds=seconds)
+    table = MigrationLease.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).values(
+        [{"product_imei": imei, "holder": holder, "expires_at": expires} for imei in imeis]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.product_imei],
+        set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+        where=or_(table.c.expires_at < now, table.c.holder == holder),
+    ).returning(table.c.product_imei)
+    return sorted(session.scalars(stmt))
+
+
+def renew(*, session: Session, imeis: Sequence[str], holder: str, seconds: float) -> int:
+    """Push our leases on ``imeis`` forward (not committed); how many we still held."""
+    if not imeis:
+        return 0
+    result = session.execute(
+        update(MigrationLease)
+        .where(MigrationLease.product_imei.in_(imeis), MigrationLease.holder == holder)
+        .values(expires_at=utcnow() + timedelta(seconds=seconds))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(*, session: Session, imeis: Sequence[str], holder: str) -> None:
+    """Give up our leases on ``imeis`` (not committed)."""
+    if imeis:
+        session.execute(
+            delete(MigrationLease).where(
+                MigrationLease.product_imei.in_(imeis), MigrationLease.holder == holder
+            )
+        )

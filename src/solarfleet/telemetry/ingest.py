@@ -1,0 +1,177 @@
+"""Uploads of readings: ``{"measurement", "tags", "fields": {"<field>": [[time, value], …]}}``.
+
+Rules (a request breaking any of them is a 400 naming the first culprit, and nothing is written):
+
+* ``measurement`` (default ``telemetry``), tag keys and field names match ``NAME``
+  (letters, digits, ``_ . -``, at most 64); ``time``, ``imei``, ``measurement`` and ``tags`` are
+  no field names (the last two are keys of the read answer), ``time`` is no tag key.
+* Tag values are strings of 1 to 256 characters without control characters or backslashes.
+  The unit's imei is added as the tag ``imei``; a client ``imei`` tag equal to the unit's is
+  accepted (and redundant), any other value is refused.
+* A point is ``[time, value]``. Time: epoch milliseconds (a number or a string of digits),
+  ISO-8601 with or without zone, or a date; between 1970-01-01 and 2200-01-01 (UTC).
+* Values: JSON numbers are stored as floats (InfluxDB's own default: ``12`` and ``12.5`` are the
+  same kind, so a unit never trips over a type conflict between uploads), booleans as booleans,
+  strings (at most 4096 characters, no NUL) as strings; ``null``, NaN and infinities are refused.
+  All values of one field in a request have one kind; the hot store keeps one kind per
+  (measurement, field) across uploads too (a later conflict is a 400 naming the field).
+* At most ``MAX_POINTS`` points per request. The same (field, time) twice in a request: the last
+  one wins; the answer counts distinct readings.
+
+Order of writes, which is what makes losing a reading impossible: everything is validated first;
+then the unit's dirty-since mark (the oldest time of the upload) is committed; only then do the
+points go to the hot store; only then does the client get a 2xx. A hot store that is down is a
+503 after the mark was committed: the mark is harmless (the migration finds nothing new) and the
+unit keeps its buffer and sends again; re-sent readings overwrite, never duplicate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from solarfleet.errors import BadRequest
+from solarfleet.telemetry import rules
+from solarfleet.telemetry.dirty import mark_dirty
+from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.points import Point, Value, normal_tags, to_us
+from solarfleet.timeparse import parse_instant
+
+MAX_POINTS = 50_000
+MAX_TAGS = 32
+MAX_TAG_VALUE = 256
+MAX_STRING = 4096
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RESERVED_FIELDS = frozenset({"time", "imei", "measurement", "tags"})
+EARLIEST_US = 0
+LATEST_US = to_us(datetime(2200, 1, 1))
+DEFAULT_MEASUREMENT = "telemetry"
+
+
+def check_api_name(name: object, what: str) -> str:
+    """A measurement, tag key or field name from a request; 400 naming it otherwise."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise BadRequest(f"Invalid {what} {name!r}: use 1 to 64 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_field_name(name: object) -> str:
+    check_api_name(name, "field name")
+    if name in RESERVED_FIELDS:
+        raise BadRequest(f"Invalid field name {name!r}: reserved")
+    return name  # type: ignore[return-value]
+
+
+def check_tags(raw: Mapping[str, Any], imei: str) -> dict[str, str]:
+    """The client's tags, checked, without the imei tag (which every reading gets anyway)."""
+    if len(raw) > MAX_TAGS:
+        raise BadRequest(f"Too many tags: {len(raw)}; at most {MAX_TAGS}")
+    tags = {}
+    for key, value in raw.items():
+        check_api_name(key, "tag key")
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid value of tag {key!r}: expected a string")
+        if key == "imei":
+            if value != imei:
+                raise BadRequest(f"Invalid tag imei {value!r}: this unit is #{imei}")
+            continue
+        if key == "time":
+            raise BadRequest("Invalid tag key 'time': reserved")
+        if len(value) > MAX_TAG_VALUE:
+            raise BadRequest(f"Invalid value of tag {key!r}: longer than {MAX_TAG_VALUE}")
+        rules.check_name(value, f"value of tag {key!r}")
+        tags[key] = value
+    return tags
+
+
+def parse_time(raw: object) -> int:
+    """A point's time as epoch microseconds; ValueError with the reason otherwise."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        time_us = raw * 1000  # epoch milliseconds, exactly
+    else:
+        try:
+            time_us = to_us(parse_instant(raw))
+        except (ValueError, OverflowError, OSError) as exc:
+            raise ValueError(f"invalid time {raw!r}: {exc}") from None
+    if not EARLIEST_US <= time_us < LATEST_US:
+        raise ValueError(f"time {raw!r} is out of range (1970-01-01 to 2200-01-01)")
+    return time_us
+
+
+def parse_value(raw: object) -> Value:
+    """A point's value as stored; ValueError with the reason otherwise."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int | float):
+        try:
+            value = float(raw)
+        except OverflowError:
+            raise ValueError("the number is too large") from None
+        if not math.isfinite(value):
+            raise ValueError("NaN and infinities are not values")
+        return value
+    if isinstance(raw, str):
+        if len(raw) > MAX_STRING:
+            raise ValueError(f"the string is longer than {MAX_STRING} characters")
+        if "\x00" in raw:
+            raise ValueError("the string contains a NUL character")
+        return raw
+    if raw is None:
+        raise ValueError("null is not a value")
+    raise ValueError("a value is a number, a boolean or a string")
+
+
+def parse_upload(
+    *, imei: str, measurement: object, tags: Mapping[str, Any], fields: Mapping[str, Any]
+) -> list[Point]:
+    """The readings of one upload, every rule checked (see the module's docstring)."""
+    name = check_api_name(measurement, "measurement")
+    tag_tuple = normal_tags(check_tags(tags, imei))
+    if not isinstance(fields, Mapping):
+        raise BadRequest("Invalid fields: expected an object of field name -> [[time, value], …]")
+    total = sum(len(v) for v in fields.values() if isinstance(v, Sequence))
+    if total > MAX_POINTS:
+        raise BadRequest(f"Too many points: {total}; at most {MAX_POINTS} per request")
+    points: list[Point] = []
+    for field, pairs in fields.items():
+        check_field_name(field)
+        if not isinstance(pairs, list):
+            raise BadRequest(f"Invalid field {field!r}: expected a list of [time, value]")
+        kind = None
+        for i, pair in enumerate(pairs):
+            try:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError("expected [time, value]")
+                time_us = parse_time(pair[0])
+                value = parse_value(pair[1])
+                this = rules.kind_of(value)
+                if kind is not None and this != kind:
+                    raise ValueError(f"a {this} value in a field of {kind} values")
+                kind = this
+            except ValueError as exc:
+                raise BadRequest(f"Invalid point {field}[{i}]: {exc}") from None
+            points.append(Point(imei, name, tag_tuple, field, time_us, value))
+    return points
+
+
+def store_upload(*, session: Session, hot: HotStore, imei: str, points: Sequence[Point]) -> int:
+    """Mark the unit dirty and COMMIT, then write to the hot store; the readings written.
+
+    The mark goes first so that the migration can never miss a reading the hot store holds,
+    and again after the write: a pass that read the hot store between the first mark and the
+    write, and then cleared the mark, would otherwise leave these readings unmarked.
+    """
+    if not points:
+        return 0
+    oldest = min(p.time_us for p in points)
+    mark_dirty(session=session, imei=imei, oldest_us=oldest)
+    session.commit()
+    written = hot.write(points)
+    mark_dirty(session=session, imei=imei, oldest_us=oldest)
+    session.commit()
+    return written

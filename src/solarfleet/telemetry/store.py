@@ -1,0 +1,62 @@
+"""Which hot store the app uses, and the dependencies that hand it (and the archive reader) to
+routes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from solarfleet.settings import Settings
+from solarfleet.telemetry.embedded import EmbeddedHotStore
+from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.influx import InfluxHotStore
+from solarfleet.telemetry.points import Point
+
+# (imei, start_us, end_us, measurement, fields) -> the archived readings in [start_us, end_us)
+ArchiveReader = Callable[[str, int, int, str | None, Sequence[str] | None], list[Point]]
+
+
+def make_hot_store(settings: Settings) -> HotStore:
+    """InfluxDB when SOLARFLEET_INFLUX_URL is set, else the embedded store under the data folder."""
+    if settings.influx_url:
+        return InfluxHotStore(
+            settings.influx_url,
+            database=settings.influx_database,
+            timeout=settings.influx_timeout_seconds,
+        )
+    return EmbeddedHotStore(settings.data_dir / "hot" / "telemetry.sqlite")
+
+
+def make_archive_reader(settings: Settings) -> ArchiveReader:
+    """The archive's reader; the archive (its catalog, its table) is opened on first use."""
+    from solarfleet.telemetry.archive import Archive
+
+    archive: Archive | None = None
+    lock = threading.Lock()
+
+    def read(
+        imei: str, start_us: int, end_us: int, measurement: str | None, fields: Sequence[str] | None
+    ) -> list[Point]:
+        nonlocal archive
+        with lock:
+            if archive is None:
+                archive = Archive.from_settings(settings)
+        return archive.read(imei, start_us, end_us, measurement, fields)
+
+    return read
+
+
+def get_hot_store(request: Request) -> HotStore:
+    return request.app.state.hot_store  # type: ignore[no-any-return]
+
+
+def get_archive_reader(request: Request) -> ArchiveReader | None:
+    """The long-term store's reader, once one is plugged in (``app.state.archive_reader``)."""
+    return getattr(request.app.state, "archive_reader", None)
+
+
+HotStoreDep = Annotated[HotStore, Depends(get_hot_store)]
+ArchiveReaderDep = Annotated[ArchiveReader | None, Depends(get_archive_reader)]
