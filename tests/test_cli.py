@@ -12,6 +12,7 @@ from solarfleet.auth.models import User
 from solarfleet.cli import app
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.fleet.models import Part, Product, ProductEntityLinker
+from solarfleet.telemetry.embedded import EmbeddedHotStore
 
 
 @pytest.fixture
@@ -47,6 +48,12 @@ def test_demo_twice_adds_nothing_the_second_time(env: dict[str, str]) -> None:
     assert second.exit_code == 0, second.output
     assert "(0 rows added this run)" in second.output
     assert counts(env["SOLARFLEET_DATA_DIR"]) == after_first
+    hot = EmbeddedHotStore(Path(env["SOLARFLEET_DATA_DIR"]) / "hot" / "telemetry.sqlite")
+    try:
+        readings = hot.read("350000000000000", 0, 2**62)
+    finally:
+        hot.close()
+    assert len(readings) == 3 * 24 * 3  # three days, hourly, three fields: not loaded twice
 
 
 def test_users_create_and_login(env: dict[str, str]) -> None:

@@ -114,16 +114,21 @@ def demo() -> None:
     """Load a demo fleet (running it again adds nothing twice)."""
     from solarfleet.auth import passwords
     from solarfleet.db import make_sessionmaker
-    from solarfleet.fleet.demo import load_demo
+    from solarfleet.fleet.demo import load_demo, load_demo_telemetry
+    from solarfleet.telemetry.store import make_hot_store
 
     settings = Settings()
     passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
     _upgrade(settings)
+    hot = make_hot_store(settings)
     with make_sessionmaker(_engine(settings))() as session:
         report = load_demo(session=session)
+        points = load_demo_telemetry(session=session, hot=hot)
+    hot.close()
     console.print(
         f"[green]Demo fleet ready[/green]: {report.units} units, {report.parts} parts, "
-        f"{report.entities} entities ({report.created} rows added this run)"
+        f"{report.entities} entities ({report.created} rows added this run), "
+        f"{points} telemetry readings"
     )
     console.print(
         f"Log in as [bold]{report.username}[/bold] with password [bold]{report.password}[/bold]"

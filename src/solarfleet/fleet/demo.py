@@ -28,6 +28,9 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.parameters.models import ProductParameter
+from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.ingest import store_upload
+from solarfleet.telemetry.points import Point, to_us
 
 DEMO_USER = "admin@solarfleet.local"
 CREATOR = "demo@solarfleet.local"
@@ -68,6 +71,37 @@ PART_TYPES = [
 ]
 
 
+TELEMETRY_UNITS = 20
+TELEMETRY_DAYS = 3
+
+
+def load_demo_telemetry(*, session: Session, hot: HotStore) -> int:
+    """Hourly readings of the last few whole days for the first units, through the real ingest
+    path. The hours are aligned to midnight, so loading twice on one day adds nothing."""
+    rng = random.Random(2016)
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=TELEMETRY_DAYS)
+    imeis = session.scalars(
+        select(Product.product_imei).order_by(Product.product_imei).limit(TELEMETRY_UNITS)
+    ).all()
+    written = 0
+    for imei in imeis:
+        points = []
+        for hour in range(TELEMETRY_DAYS * 24):
+            moment = to_us(start + timedelta(hours=hour))
+            daylight = 6 <= hour % 24 <= 18
+            readings = {
+                "battery_voltage": round(
+                    rng.uniform(12.4, 13.8) if daylight else rng.uniform(11.8, 12.6), 2
+                ),
+                "panel_power": round(rng.uniform(5, 48), 1) if daylight else 0.0,
+                "load_power": round(rng.uniform(0, 12) if daylight else rng.uniform(4, 30), 1),
+            }
+            points += [Point(imei, "telemetry", (), f, moment, v) for f, v in readings.items()]
+        written += store_upload(session=session, hot=hot, imei=imei, points=points)
+    return written
+
+
 @dataclass
 class DemoReport:
     units: int
@@ -78,7 +112,9 @@ class DemoReport:
     password: str
 
 
-def _get_or_add(session: Session, model: type, key: dict[str, Any], **values: Any) -> tuple[Any, bool]:
+def _get_or_add(
+    session: Session, model: type, key: dict[str, Any], **values: Any
+) -> tuple[Any, bool]:
     row = session.scalars(select(model).filter_by(**key)).first()
     if row is not None:
         return row, False
@@ -100,13 +136,20 @@ def load_demo(*, session: Session, units: int = UNITS) -> DemoReport:
     ptypes: dict[str, ParameterType] = {}
     for spec in PARAMETER_TYPES:
         fields = {k: v for k, v in spec.items() if k != "name"}
-        ptypes[spec["name"]], new = _get_or_add(session, ParameterType, {"name": spec["name"]}, **fields)
+        ptypes[spec["name"]], new = _get_or_add(
+            session, ParameterType, {"name": spec["name"]}, **fields
+        )
         created += new
     product_types = []
     for name, erp, credit, names in PRODUCT_TYPES:
         ids = sorted(ptypes[n].parameter_type_id for n in names)
         pt, new = _get_or_add(
-            session, ProductType, {"name": name}, erp_code=erp, credit_type=credit, parameter_types=ids
+            session,
+            ProductType,
+            {"name": name},
+            erp_code=erp,
+            credit_type=credit,
+            parameter_types=ids,
         )
         product_types.append(pt)
         created += new
