@@ -1,6 +1,6 @@
 """Every model, imported once so that Base.metadata knows every table."""
 
-from solarfleet.auth.models import Token, User
+from solarfleet.auth.models import LoginFailure, Token, User
 from solarfleet.db import Base
 from solarfleet.fleet.models import (
     Entity,
@@ -13,12 +13,13 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import MigrationLease, ProductMigrationHistory
-from solarfleet.telemetry.models import TelemetryDirty
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
+from solarfleet.telemetry.models import TelemetryDirty
 
 __all__ = [
     "Base",
     "Entity",
+    "LoginFailure",
     "MigrationLease",
     "ParameterType",
     "Part",

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,
     # so that a busy client does not cost a database write on every request.
     token_refresh_interval_seconds: int = 300
+    # Login throttling: more failed logins than these within the window (sliding) answer 429
+    # before the password is checked. 0 turns a limit off. The address is the peer address
+    # uvicorn reports; behind a reverse proxy, run uvicorn with --proxy-headers and
+    # --forwarded-allow-ips=<proxy> so that it is the client's, not the proxy's.
+    login_max_failures_per_user: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_seconds: int = 900
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_body_bytes: int = 16 * 1024 * 1024  # uploads of 50,000 points fit well within this

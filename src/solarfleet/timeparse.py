@@ -20,8 +20,8 @@ def parse_instant(value: object) -> datetime:
     if not isinstance(value, str):
         raise ValueError("expected an ISO-8601 string, a date or epoch milliseconds")
     text = value.strip()
-    if text.isdigit():
-        return parse_instant(int(text))
+    if text.isascii() and text.isdigit():  # not other scripts' digits, as int() would
+        return parse_instant(int(text[:20]) if len(text) <= 20 else _MAX_EPOCH_MS + 1)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

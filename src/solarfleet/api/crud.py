@@ -30,11 +30,11 @@ def parse_key(spec: ResourceSpec, raw: str) -> Any:
         if not (raw.isascii() and raw.isdigit() and 1 <= len(raw) <= IMEI_MAX):
             raise BadRequest(f"Invalid IMEI {raw!r}: expected 1 to 15 digits")
         return raw
-    try:
-        key = int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: expected an integer") from None
-    if not 0 <= key < 2**63:
+    # ASCII digits only: int() would also take "+1", " 1", "1_0" and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: expected an integer")
+    key = int(raw[:30])  # a longer run of digits is out of range anyway
+    if len(raw) > 30 or not 0 <= key < 2**63:
         raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: out of range")
     return key
 

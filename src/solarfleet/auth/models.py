@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from solarfleet.auth.permissions import LEVELS, SCOPES
@@ -44,3 +44,18 @@ class Token(MetaColumns, Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 
     user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed login, kept for ``login_window_seconds`` (see ``solarfleet.auth.throttle``).
+
+    ``key`` is ``username:<name>`` or ``address:<client address>``. A row per failure (rather
+    than a counter) makes recording atomic under concurrent requests in every API process.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    login_failure_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(1100), nullable=False)
+    failed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, index=True)

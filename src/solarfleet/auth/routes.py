@@ -61,18 +61,28 @@ async def _credentials(request: Request) -> tuple[str, str]:
     "/login",
     openapi_extra=_LOGIN_BODY,
     response_model=Envelope,
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}},
+    responses={
+        400: {"model": ErrorBody},
+        401: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+    },
     summary="Log in: a token valid for 3 hours after its last use",
 )
 async def login(request: Request, settings: SettingsDep) -> Response:
     username, password = await _credentials(request)
     sessions = request.app.state.sessions
+    # The peer address; behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips decide
+    # whether it is taken from X-Forwarded-For (see solarfleet.auth.throttle).
+    address = request.client.host if request.client else "unknown"
 
     def work() -> dict[str, Any]:
-        with sessions() as session:
-            return service.login(
-                session=session, username=username, password=password, settings=settings
-            )
+        return service.login(
+            sessions=sessions,
+            username=username,
+            password=password,
+            address=address,
+            settings=settings,
+        )
 
     # argon2 and the database block: keep them off the event loop.
     return JSONBody({"status": "success", "message": await run_in_threadpool(work)})

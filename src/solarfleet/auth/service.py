@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from solarfleet.auth import throttle
 from solarfleet.auth.models import User
 from solarfleet.auth.passwords import burn_time, hash_password, verify_password
 from solarfleet.auth.permissions import LEVELS, SCOPES
 from solarfleet.auth.tokens import issue_token
+from solarfleet.db import utcnow, write_session
 from solarfleet.errors import BadRequest, Conflict, Unauthorized
 from solarfleet.settings import Settings
 from solarfleet.timeparse import format_instant
@@ -18,16 +20,44 @@ from solarfleet.timeparse import format_instant
 BAD_CREDENTIALS = "Invalid username or password"
 
 
-def login(*, session: Session, username: str, password: str, settings: Settings) -> dict[str, Any]:
-    """A new token for valid credentials, in the original's ``login_successful`` shape."""
-    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+def login(
+    *,
+    sessions: sessionmaker[Session],
+    username: str,
+    password: str,
+    address: str,
+    settings: Settings,
+) -> dict[str, Any]:
+    """A new token for valid credentials, in the original's ``login_successful`` shape.
+
+    Throttled (429) before the password is verified; see ``solarfleet.auth.throttle``.
+    """
+    with sessions() as session:
+        throttle.check(
+            session=session, username=username, address=address, settings=settings, now=utcnow()
+        )
+        user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    # The password is verified outside any transaction: argon2 is slow on purpose.
     if user is None:
         burn_time(password)
-        raise Unauthorized(BAD_CREDENTIALS)
-    if not verify_password(user.password_hash, password) or not user.is_active:
-        raise Unauthorized(BAD_CREDENTIALS)
-    token, expires_at = issue_token(session=session, user=user, settings=settings)
-    session.commit()
+        ok = False
+    else:
+        ok = verify_password(user.password_hash, password) and user.is_active
+    with write_session(sessions) as session:
+        if not ok:
+            throttle.record_failure(
+                session=session,
+                username=username,
+                address=address,
+                settings=settings,
+                now=utcnow(),
+            )
+            session.commit()
+            raise Unauthorized(BAD_CREDENTIALS)
+        assert user is not None
+        throttle.clear_username(session=session, username=username)
+        token, expires_at = issue_token(session=session, user=user, settings=settings)
+        session.commit()
     return {
         "login_successful": {
             "username": user.username,

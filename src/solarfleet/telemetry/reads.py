@@ -134,11 +134,11 @@ def parse_tags(raw: str, imei: str) -> dict[str, str]:
 
 
 def parse_limit(raw: str) -> int:
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid limit {raw!r}: expected an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):  # int() also takes other scripts' digits
+        raise BadRequest(f"Invalid limit {raw!r}: expected an integer")
+    limit = int(text[:12])
+    if len(text) > 12 or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"Invalid limit {raw!r}: expected 1 to {MAX_LIMIT}")
     return limit
 
