@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery, Task, group
 from celery.signals import worker_process_shutdown
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.errors import ServiceUnavailable
@@ -91,7 +91,7 @@ class MigrationTask(Task):  # type: ignore[misc]
     """The base of the migration tasks: retries when a backing service is down or the archive
     commit keeps conflicting, a time limit, and a log line per run."""
 
-    autoretry_for = (ServiceUnavailable, CommitFailedException)
+    autoretry_for = (ServiceUnavailable, CommitFailedException, ValidationException)
     retry_backoff = 5
     retry_backoff_max = 300
     max_retries = 10

@@ -52,6 +52,7 @@ from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
+    ValidationException,
 )
 from pyiceberg.expressions import (
     AlwaysFalse,
@@ -395,7 +396,9 @@ class Archive:
                         else:
                             tx.delete(where, snapshot_properties=props)
                         checkpoint("archive.files_written")
-            except CommitFailedException:
+            except (CommitFailedException, ValidationException):
+                # ValidationException: another worker's commit (other units, leases keep units
+                # apart) added files our filter's partitions overlap; re-planned on retry.
                 if attempt == _COMMIT_ATTEMPTS:
                     raise
                 log.info("archive commit conflict, attempt %d; retrying", attempt)
