@@ -106,33 +106,56 @@ def _insert(session: Session, row: Row, what: str) -> Row:
     return row
 
 
-def set_product_parameter(
-    *, session: Session, principal: Principal, imei: str, parameter_type_id: int, value: Any
-) -> ProductParameter:
-    """A new pending value on the unit; an older pending value of the type expires."""
-    unit = lock_unit(session=session, principal=principal, imei=imei)
+def _set(
+    *,
+    session: Session,
+    principal: Principal,
+    model: type[Row],
+    owner: dict[str, Any],
+    owner_type: tuple[str, ProductType | PartType],
+    parameter_type_id: int,
+    value: Any,
+    what: str,
+) -> Row:
+    """The shared body of both setters: check, expire the pending row, insert the new one."""
     ptype = parameter_type(session=session, parameter_type_id=parameter_type_id)
-    _allowed(ptype, "product type", session.get_one(ProductType, unit.product_type_id))
+    _allowed(ptype, *owner_type)
     text = check_value(
         data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
     )
+    owned = [getattr(model, k) == v for k, v in owner.items()]
     pending = session.scalars(
-        select(ProductParameter).where(
-            ProductParameter.product_imei == imei,
-            ProductParameter.parameter_type_id == parameter_type_id,
-            ProductParameter.status == "pending",
+        select(model).where(
+            *owned, model.parameter_type_id == parameter_type_id, model.status == "pending"
         )
     ).one_or_none()
     _supersede(session, pending, principal)
-    row = ProductParameter(
-        product_imei=imei,
+    row = model(
+        **owner,
         parameter_type_id=parameter_type_id,
         value=text,
         status="pending",
         created_at=utcnow(),
         created_by=principal.username,
     )
-    return _insert(session, row, f"Parameter {parameter_type_id} of #{imei}")  # type: ignore[return-value]
+    return _insert(session, row, what)
+
+
+def set_product_parameter(
+    *, session: Session, principal: Principal, imei: str, parameter_type_id: int, value: Any
+) -> ProductParameter:
+    """A new pending value on the unit; an older pending value of the type expires."""
+    unit = lock_unit(session=session, principal=principal, imei=imei)
+    return _set(  # type: ignore[return-value]
+        session=session,
+        principal=principal,
+        model=ProductParameter,
+        owner={"product_imei": imei},
+        owner_type=("product type", session.get_one(ProductType, unit.product_type_id)),
+        parameter_type_id=parameter_type_id,
+        value=value,
+        what=f"Parameter {parameter_type_id} of #{imei}",
+    )
 
 
 def set_part_parameter(
@@ -140,25 +163,13 @@ def set_part_parameter(
 ) -> PartParameter:
     """A new pending value on the part; an older pending value of the type expires."""
     part = lock_part(session=session, principal=principal, part_id=part_id)
-    ptype = parameter_type(session=session, parameter_type_id=parameter_type_id)
-    _allowed(ptype, "part type", session.get_one(PartType, part.part_type_id))
-    text = check_value(
-        data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
-    )
-    pending = session.scalars(
-        select(PartParameter).where(
-            PartParameter.part_id == part_id,
-            PartParameter.parameter_type_id == parameter_type_id,
-            PartParameter.status == "pending",
-        )
-    ).one_or_none()
-    _supersede(session, pending, principal)
-    row = PartParameter(
-        part_id=part_id,
+    return _set(  # type: ignore[return-value]
+        session=session,
+        principal=principal,
+        model=PartParameter,
+        owner={"part_id": part_id},
+        owner_type=("part type", session.get_one(PartType, part.part_type_id)),
         parameter_type_id=parameter_type_id,
-        value=text,
-        status="pending",
-        created_at=utcnow(),
-        created_by=principal.username,
+        value=value,
+        what=f"Parameter {parameter_type_id} of part {part_id}",
     )
-    return _insert(session, row, f"Parameter {parameter_type_id} of part {part_id}")  # type: ignore[return-value]
