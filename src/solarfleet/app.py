@@ -21,7 +21,7 @@ from solarfleet.api.routes import resource_router
 from solarfleet.auth import passwords
 from solarfleet.auth.routes import router as auth_router
 from solarfleet.db import make_engine, make_sessionmaker
-from solarfleet.errors import MethodNotAllowed, SolarfleetError
+from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetError
 from solarfleet.fleet.routes import router as fleet_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
@@ -103,7 +103,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> Response:
         log.error("database unavailable: %s", exc.orig)
-        return error("The database is unavailable; try again shortly", 503)
+        return error(
+            "The database is unavailable; try again shortly",
+            503,
+            headers=ServiceUnavailable.headers,
+        )
 
 
 def _describe(errors: Any) -> str:

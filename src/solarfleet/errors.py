@@ -10,7 +10,7 @@ NotFound             404     unknown resource or id, or a unit outside the calle
 MethodNotAllowed     405     a method the resource does not offer
 Conflict             409     a unique constraint would be violated
 TooManyRequests      429     login throttling
-ServiceUnavailable   503     a backing service is down
+ServiceUnavailable   503     a backing service is down (with Retry-After)
 ===================  ======  ==============================================================
 """
 
@@ -57,5 +57,10 @@ class TooManyRequests(SolarfleetError):
     status_code = 429
 
 
+# Seconds a client is told to wait when a backing service (the database, InfluxDB) is down.
+RETRY_AFTER_SECONDS = 5
+
+
 class ServiceUnavailable(SolarfleetError):
     status_code = 503
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}  # shared, never mutated
