@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,10 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+log = logging.getLogger("solarfleet")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,3 +85,30 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session:
         session.connection(execution_options=WRITE)
         yield session
+
+
+def close_quietly(session: Session) -> None:
+    """Close ``session`` even if the database went away since its last statement.
+
+    Closing only ever rolls back what was not committed, and a server rolls back the
+    transaction of a connection it loses, so a failure here loses nothing; it is logged and the
+    connection thrown away. A request dependency closes its session after the answer was sent,
+    where an exception would cut the connection of a request that succeeded.
+    """
+    try:
+        session.close()
+    except DBAPIError as exc:
+        log.warning("closing a session on a lost database connection: %s", exc.orig)
+        session.invalidate()
+
+
+@contextmanager
+def request_session(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """The session of a request dependency (``write``: SQLite's write lock from BEGIN)."""
+    session = factory()
+    try:
+        if write:
+            session.connection(execution_options=WRITE)
+        yield session
+    finally:
+        close_quietly(session)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.principal import Principal
 from solarfleet.auth.tokens import authenticate
-from solarfleet.db import WRITE
+from solarfleet.db import request_session
 from solarfleet.errors import Forbidden
 from solarfleet.settings import Settings
 
@@ -22,7 +22,7 @@ def get_factory(request: Request) -> sessionmaker[Session]:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+    with request_session(request.app.state.sessions) as session:
         yield session
 
 
@@ -43,8 +43,7 @@ def get_write_session(request: Request, _caller: PrincipalDep) -> Iterator[Sessi
     It depends on the caller so that authentication (which may extend the token in a session of
     its own) is done before the write lock is taken.
     """
-    with request.app.state.sessions() as session:
-        session.connection(execution_options=WRITE)
+    with request_session(request.app.state.sessions, write=True) as session:
         yield session
 
 

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from solarfleet.db import WRITE
+from solarfleet.db import request_session
 from solarfleet.errors import Unauthorized
 from solarfleet.fleet.models import DEVICE_KEY_LENGTH, Product
 
@@ -63,8 +63,7 @@ UnitImei = Annotated[str, Depends(get_unit_imei)]
 
 def get_unit_write_session(request: Request, _unit: UnitImei) -> Iterator[Session]:
     """A write session (SQLite write lock from BEGIN), opened once the unit is authenticated."""
-    with request.app.state.sessions() as session:
-        session.connection(execution_options=WRITE)
+    with request_session(request.app.state.sessions, write=True) as session:
         yield session
 
 
