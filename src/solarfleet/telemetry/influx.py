@@ -12,12 +12,13 @@ InfluxDB keeps one type per (measurement, field); a write that contradicts it wo
 through (a concurrent first write) is still a 400 naming the field.
 
 An unreachable server, a timeout or a 5xx is ``ServiceUnavailable`` (503): units keep their
-buffer and send again.
+buffer and send again. The answer says only that; the address and the reason are logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,8 @@ import httpx
 from solarfleet.errors import BadRequest, ServiceUnavailable
 from solarfleet.telemetry import rules
 from solarfleet.telemetry.points import Point, Tags, Value, day_of
+
+log = logging.getLogger("solarfleet")
 
 LINES_PER_REQUEST = 5_000
 CHUNK_SIZE = 10_000
@@ -152,9 +155,9 @@ class InfluxHotStore:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"InfluxDB is unavailable at {self.url} ({reason}); try again shortly"
-        )
+        # The address and the reason are for the log; a client learns only what to do.
+        log.warning("InfluxDB at %s is unavailable: %s", self.url, reason)
+        return ServiceUnavailable("InfluxDB is unavailable; try again shortly")
 
     def _post(self, path: str, **kwargs: Any) -> httpx.Response:
         try:
