@@ -12,7 +12,7 @@ from solarfleet.fleet.models import (
     ProductEntityLinker,
     ProductType,
 )
-from solarfleet.migration.models import MigrationLease, ProductMigrationHistory
+from solarfleet.migration.models import MigrationLease, MigrationPending, ProductMigrationHistory
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 from solarfleet.telemetry.models import TelemetryDirty
 
@@ -21,6 +21,7 @@ __all__ = [
     "Entity",
     "LoginFailure",
     "MigrationLease",
+    "MigrationPending",
     "ParameterType",
     "Part",
     "PartParameter",

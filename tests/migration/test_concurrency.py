@@ -73,7 +73,8 @@ def test_an_expired_lease_can_be_taken_and_ours_renewed(
         assert leases.acquire(session=session, imeis=[imei], holder="b", seconds=60, now=later) == [
             imei
         ]
-        assert leases.renew(session=session, imeis=[imei], holder="a", seconds=60) == 0
+        assert leases.still_held(session=session, imeis=[imei], holder="a", seconds=60) == []
+        assert leases.still_held(session=session, imeis=[imei], holder="b", seconds=60) == [imei]
         leases.release(session=session, imeis=[imei], holder="b")
         assert leases.acquire(session=session, imeis=[imei], holder="c", seconds=60) == [imei]
         session.commit()

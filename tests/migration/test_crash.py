@@ -31,11 +31,13 @@ POINTS = [
     "pass.start",
     "batch.leased",
     "batch.hot_read",
+    "batch.pending",  # leases renewed, appends recorded as pending, archive not yet written
     "archive.files_written",  # data files written, catalog not yet updated
     "archive.committed",  # archive committed, watermark and marks not yet
     "batch.bookkeeping",  # inside the bookkeeping transaction, before COMMIT
     "batch.committed",
     "drop.verified",  # inside the drop transaction, before the hot store drops
+    "batch.pending#2",
     "archive.files_written#2",
     "archive.committed#2",
     "batch.bookkeeping#2",

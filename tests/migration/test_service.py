@@ -3,11 +3,16 @@ and the bookkeeping the API shows."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.db import utcnow, write_session
+from solarfleet.migration import leases
+from solarfleet.migration.models import MigrationPending, ProductMigrationHistory
 from solarfleet.migration.service import (
     FAR_FUTURE_US,
     drop_verified,
@@ -215,3 +220,78 @@ def test_history_rows_belong_to_the_system_user_and_are_readable(
     assert row["modified_by"] == "system.migration"
     assert row["latest_migration_timestamp"] == "2026-01-02T00:00:00.000000"
     assert client.post("/v1/product_migration_history", json={}, headers=system).status_code == 405
+
+
+def pending(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        rows = session.execute(select(MigrationPending.product_imei, MigrationPending.since_us))
+        return {imei: since for imei, since in rows}
+
+
+def test_new_readings_are_appended_and_late_ones_merged(fleet: Fleet, archive: Archive) -> None:
+    first, second = fleet.imeis[:2]
+    for imei in (first, second):
+        fleet.upload(imei, fleet.readings(imei, T0, 10))
+    run(fleet, archive)
+    fleet.upload(first, fleet.readings(first, T0 + DAY, 10))  # after the watermark: appended
+    report = run(fleet, archive)
+    stats = report.commits[0]
+    assert (stats.rows_added, stats.rows_deleted, stats.files_deleted) == (10, 0, 0)
+    assert archive.table.current_snapshot().summary.operation.value == "append"
+    assert pending(fleet.sessions) == {}
+    # One late reading of `second` (merged: its window is rewritten) with new ones of `first`.
+    fleet.upload(second, fleet.readings(second, T0 + 5 * MINUTE, 1, value=3.0))
+    fleet.upload(first, fleet.readings(first, T0 + 2 * DAY, 10))
+    report = run(fleet, archive)
+    stats = report.commits[0]
+    # The rewrite copies the rest of the rewritten file: only the net count is exact.
+    assert (stats.units, stats.rows_added - stats.rows_deleted) == (2, 10)
+    assert stats.rows_deleted >= 1
+    assert_archive_is_complete(fleet, archive)
+    assert pending(fleet.sessions) == {}
+
+
+def test_an_append_interrupted_after_the_archive_commit_is_merged_not_repeated(
+    fleet: Fleet, archive: Archive
+) -> None:
+    imei = fleet.imeis[0]
+    fleet.upload(imei, fleet.readings(imei, T0, 10))
+
+    def fail_after_commit(name: str) -> None:
+        if name == "archive.committed":
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run(fleet, archive, checkpoint=fail_after_commit)
+    assert pending(fleet.sessions) == {imei: 0}  # window start: no watermark yet
+    assert watermarks(fleet.sessions) == {}
+    report = run(fleet, archive)
+    assert report.units == 1 and report.commits == []  # merged: the archive has them already
+    assert_archive_is_complete(fleet, archive)
+    assert pending(fleet.sessions) == {} and watermarks(fleet.sessions) == {imei: T0 + 9 * MINUTE}
+
+
+def test_a_unit_whose_lease_is_lost_before_the_commit_is_left_out(
+    fleet: Fleet, archive: Archive
+) -> None:
+    lost, kept = fleet.imeis[:2]
+    for imei in (lost, kept):
+        fleet.upload(imei, fleet.readings(imei, T0, 5))
+
+    def steal(name: str) -> None:  # the batch outlived its lease; another worker took the unit
+        if name == "batch.hot_read":
+            later = utcnow() + timedelta(hours=1)
+            with write_session(fleet.sessions) as session:
+                got = leases.acquire(
+                    session=session, imeis=[lost], holder="other", seconds=60, now=later
+                )
+                assert got == [lost]
+                session.commit()
+
+    report = run(fleet, archive, checkpoint=steal, lease_seconds=1)
+    assert report.commits[0].units == 1
+    assert archive.read(lost, -DAY, FAR_FUTURE_US) == []
+    assert archive.read(kept, -DAY, FAR_FUTURE_US) == fleet.expected(kept)
+    assert sorted(watermarks(fleet.sessions)) == [kept]
+    with fleet.sessions() as session:
+        assert dirty.dirty_units(session=session) == [lost]

@@ -56,16 +56,18 @@ def acquire(
     return sorted(session.scalars(stmt))
 
 
-def renew(*, session: Session, imeis: Sequence[str], holder: str, seconds: float) -> int:
-    """Push our leases on ``imeis`` forward (not committed); how many we still held."""
+def still_held(*, session: Session, imeis: Sequence[str], holder: str, seconds: float) -> list[str]:
+    """Renew our leases on ``imeis`` (not committed) and return the units we still hold, in IMEI
+    order: a unit whose lease expired and went to another worker is not ours to write any more."""
     if not imeis:
-        return 0
-    result = session.execute(
+        return []
+    held = session.scalars(
         update(MigrationLease)
         .where(MigrationLease.product_imei.in_(imeis), MigrationLease.holder == holder)
         .values(expires_at=utcnow() + timedelta(seconds=seconds))
+        .returning(MigrationLease.product_imei)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return sorted(held)
 
 
 def release(*, session: Session, imeis: Sequence[str], holder: str) -> None:

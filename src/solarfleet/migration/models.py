@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from solarfleet.db import Base, MetaColumns
@@ -40,3 +40,17 @@ class MigrationLease(Base):
     )
     holder: Mapped[str] = mapped_column(String(255), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class MigrationPending(Base):
+    """A unit whose new readings a batch is about to *append* to the archive (no read, no
+    rewrite: the archive holds nothing of the unit from ``since_us`` on). Committed before the
+    archive commit and deleted with the bookkeeping: a unit still listed here after a crash may
+    have its readings in the archive already, so the next pass merges it instead of appending."""
+
+    __tablename__ = "migration_pending"
+
+    product_imei: Mapped[str] = imei_column(
+        String(15), ForeignKey("products.product_imei", ondelete="CASCADE"), primary_key=True
+    )
+    since_us: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -36,11 +36,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, select
+from sqlalchemy import case, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +49,7 @@ from solarfleet.auth.principal import SYSTEM_PRINCIPAL
 from solarfleet.db import utcnow, write_session
 from solarfleet.fleet.models import Product
 from solarfleet.migration import leases
-from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.migration.models import MigrationPending, ProductMigrationHistory
 from solarfleet.telemetry import dirty
 from solarfleet.telemetry.archive import Archive, CommitStats
 from solarfleet.telemetry.hot import HotStore
@@ -79,6 +79,14 @@ class UnitWindow:
     start_us: int
     mark: dirty.Mark | None
     watermark_us: int | None
+    pending: bool = False  # an append of an earlier batch may or may not be in the archive
+
+    @property
+    def appendable(self) -> bool:
+        """The archive holds nothing of the unit in the window: its readings can be appended
+        without reading or rewriting anything. True when the window starts after the watermark
+        (the usual case: new readings) and no earlier append is unaccounted for."""
+        return not self.pending and (self.watermark_us is None or self.start_us > self.watermark_us)
 
 
 @dataclass(slots=True)
@@ -167,6 +175,14 @@ def plan_windows(*, session: Session, imeis: Sequence[str]) -> list[UnitWindow]:
             ).where(ProductMigrationHistory.product_imei.in_(imeis))
         )
     }
+    pending = {
+        imei: since_us
+        for imei, since_us in session.execute(
+            select(MigrationPending.product_imei, MigrationPending.since_us).where(
+                MigrationPending.product_imei.in_(imeis)
+            )
+        )
+    }
     plans = []
     for imei in imeis:
         mark = marks.get(imei)
@@ -174,7 +190,9 @@ def plan_windows(*, session: Session, imeis: Sequence[str]) -> list[UnitWindow]:
         start = watermark + 1 if watermark is not None else 0
         if mark is not None:
             start = min(start, mark[0])
-        plans.append(UnitWindow(imei, start, mark, watermark))
+        if imei in pending:
+            start = min(start, pending[imei])
+        plans.append(UnitWindow(imei, start, mark, watermark, imei in pending))
     return plans
 
 
@@ -235,10 +253,17 @@ def migrate_units(
         }
         report.points = sum(len(points) for points in hot_points.values())
         checkpoint("batch.hot_read")
-        archived = archive.read_windows({p.imei: (p.start_us, FAR_FUTURE_US) for p in plans})
-        windows: dict[str, tuple[int, int, Sequence[Point]]] = {}
+        merging = {p.imei: (p.start_us, FAR_FUTURE_US) for p in plans if not p.appendable}
+        archived = archive.read_windows(merging)
+        replace: dict[str, tuple[int, int, Sequence[Point]]] = {}
+        append: dict[str, Sequence[Point]] = {}
         newest: dict[str, int] = {}
         for plan in plans:
+            if plan.imei not in merging:
+                if hot_points[plan.imei]:
+                    append[plan.imei] = hot_points[plan.imei]
+                    newest[plan.imei] = max(p.time_us for p in hot_points[plan.imei])
+                continue
             merged, changed = _merge(archived[plan.imei], hot_points[plan.imei])
             if merged:
                 newest[plan.imei] = max(p.time_us for p in merged)
@@ -246,22 +271,37 @@ def migrate_units(
                 # Rewrite only the changed stretch: fewer archive files to copy.
                 first, last = changed
                 part = [p for p in merged if first <= p.time_us <= last]
-                windows[plan.imei] = (first, last + 1, part)
-        report.written = len(windows)
-        if windows:
-            report.commit = archive.replace_windows(windows, checkpoint=checkpoint)
+                replace[plan.imei] = (first, last + 1, part)
+        if replace or append:
+            plans = _before_commit(
+                sessions=sessions,
+                plans=plans,
+                writing=[*replace, *append],
+                append=append,
+                holder=holder,
+                lease_seconds=lease_seconds,
+            )
+            kept = {plan.imei for plan in plans}
+            replace = {imei: w for imei, w in replace.items() if imei in kept}
+            append = {imei: points for imei, points in append.items() if imei in kept}
+            checkpoint("batch.pending")
+        report.written = len(replace) + len(append)
+        if replace or append:
+            report.commit = archive.commit(replace=replace, append=append, checkpoint=checkpoint)
         checkpoint("batch.archived")
         now = utcnow()
         with write_session(sessions) as session:
-            for plan in plans:
-                if plan.imei in newest:
-                    _raise_watermark(
-                        session=session, imei=plan.imei, newest_us=newest[plan.imei], now=now
-                    )
-                if plan.mark is not None and dirty.clear_if_unchanged(
-                    session=session, imei=plan.imei, version=plan.mark[1]
-                ):
-                    report.marks_cleared += 1
+            mine = {plan.imei for plan in plans}
+            _raise_watermarks(
+                session=session,
+                newest={imei: us for imei, us in newest.items() if imei in mine},
+                now=now,
+            )
+            report.marks_cleared = dirty.clear_if_unchanged_many(
+                session=session,
+                versions={plan.imei: plan.mark[1] for plan in plans if plan.mark is not None},
+            )
+            session.execute(delete(MigrationPending).where(MigrationPending.product_imei.in_(mine)))
             checkpoint("batch.bookkeeping")
             session.commit()
         checkpoint("batch.committed")
@@ -275,18 +315,59 @@ def migrate_units(
     return report
 
 
-def _raise_watermark(*, session: Session, imei: str, newest_us: int, now: datetime) -> None:
-    """Upsert the unit's history row; its watermark only ever moves forward."""
+def _before_commit(
+    *,
+    sessions: sessionmaker[Session],
+    plans: list[UnitWindow],
+    writing: Sequence[str],
+    append: Mapping[str, Sequence[Point]],
+    holder: str,
+    lease_seconds: float,
+) -> list[UnitWindow]:
+    """Just before the archive commit, in one transaction: renew the leases of the units about
+    to be written, and record the units about to be appended to as pending. The plans of the
+    units whose lease went to another worker meanwhile (a batch slower than its lease) are
+    left out: they are that worker's now, and writing them too could archive readings twice."""
+    with write_session(sessions) as session:
+        held = set(
+            leases.still_held(session=session, imeis=writing, holder=holder, seconds=lease_seconds)
+        )
+        lost = set(writing) - held
+        if lost:
+            log.warning("leases lost before the archive commit, units left out: %s", sorted(lost))
+        appending = [plan for plan in plans if plan.imei in append and plan.imei in held]
+        if appending:
+            session.execute(
+                delete(MigrationPending).where(
+                    MigrationPending.product_imei.in_([plan.imei for plan in appending])
+                )
+            )
+            session.execute(
+                insert(MigrationPending),
+                [{"product_imei": plan.imei, "since_us": plan.start_us} for plan in appending],
+            )
+        session.commit()
+    return [plan for plan in plans if plan.imei not in lost]
+
+
+def _raise_watermarks(*, session: Session, newest: Mapping[str, int], now: datetime) -> None:
+    """Upsert the units' history rows in one statement; a watermark only ever moves forward."""
+    if not newest:
+        return
     table = ProductMigrationHistory.__table__
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = pg_insert if postgres else sqlite_insert
-    newest = from_us(newest_us)
     stmt = insert(table).values(
-        product_imei=imei,
-        latest_migration_timestamp=newest,
-        last_migrated_at=now,
-        created_at=now,
-        created_by=SYSTEM_PRINCIPAL.username,
+        [
+            {
+                "product_imei": imei,
+                "latest_migration_timestamp": from_us(newest_us),
+                "last_migrated_at": now,
+                "created_at": now,
+                "created_by": SYSTEM_PRINCIPAL.username,
+            }
+            for imei, newest_us in sorted(newest.items())
+        ]
     )
     column = table.c.latest_migration_timestamp
     stmt = stmt.on_conflict_do_update(

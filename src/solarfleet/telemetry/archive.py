@@ -212,6 +212,11 @@ def points_to_arrow(points: Iterable[Point]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
+def _ordered_arrow(points: Iterable[Point]) -> pa.Table:
+    """Points as an Arrow table sorted by unit and time (files with narrow bounds per unit)."""
+    return points_to_arrow(sorted(points, key=lambda p: (p.imei, p.time_us)))
+
+
 def arrow_to_points(table: pa.Table) -> list[Point]:
     """Rows as points, ordered by unit, time, measurement, tags, field."""
     if table.num_rows == 0:
@@ -367,23 +372,51 @@ class Archive:
         properties: Mapping[str, str] | None = None,
     ) -> CommitStats:
         """In ONE atomic commit, make each unit's rows in its window ``[start, end)`` exactly the
-        given points (same identity twice: the last one wins).
+        given points (same identity twice: the last one wins)."""
+        return self.commit(replace=windows, checkpoint=checkpoint, properties=properties)
+
+    def commit(
+        self,
+        *,
+        replace: Mapping[str, tuple[int, int, Sequence[Point]]] | None = None,
+        append: Mapping[str, Sequence[Point]] | None = None,
+        checkpoint: Checkpoint = _noop,
+        properties: Mapping[str, str] | None = None,
+    ) -> CommitStats:
+        """In ONE atomic commit: replace each unit's window of ``replace`` (as
+        :meth:`replace_windows`) and add the points of ``append`` as they are.
+
+        Appending reads nothing and rewrites no file, and is the usual case of a migration pass
+        (new readings, later than anything archived for their unit); the caller guarantees that
+        the archive holds none of them yet. A replacement has pyiceberg plan every data file of
+        the windows' partitions against one branch per unit, which is what makes it slower.
 
         A concurrent commit by another worker makes ours fail the catalog's compare-and-set:
         we reload the table and try again, which is right because the other worker only
         touched other units' rows (the lease table sees to that).
         """
         started = time.perf_counter()
+        replace = replace or {}
+        append = append or {}
         rows: dict[tuple[str, str, Tags, str, int], Point] = {}
-        for imei, (start_us, end_us, points) in windows.items():
+        for imei, (start_us, end_us, points) in replace.items():
             for p in points:
                 if p.imei != imei or not start_us <= p.time_us < end_us:
                     raise ValueError(f"{p} is outside the window of {imei}")
                 rows[p.key] = p
-        ordered = sorted(rows.values(), key=lambda p: (p.imei, p.time_us))
-        data = points_to_arrow(ordered)
-        where = windows_filter({imei: (s, e) for imei, (s, e, _) in windows.items()})
-        props = {"solarfleet.units": str(len(windows)), **(properties or {})}
+        added: dict[tuple[str, str, Tags, str, int], Point] = {}
+        for imei, points in append.items():
+            if imei in replace:
+                raise ValueError(f"{imei} is both replaced and appended")
+            for p in points:
+                if p.imei != imei:
+                    raise ValueError(f"{p} is not a reading of {imei}")
+                added[p.key] = p
+        data = _ordered_arrow(rows.values())
+        new = _ordered_arrow(added.values())
+        where = windows_filter({imei: (s, e) for imei, (s, e, _) in replace.items()})
+        units = len(replace) + len(append)
+        props = {"solarfleet.units": str(units), **(properties or {})}
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             table = self.table
             before = table.metadata.current_snapshot_id
@@ -391,10 +424,12 @@ class Archive:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "Delete operation did not match")
                     with table.transaction() as tx:
-                        if data.num_rows:
+                        if replace and data.num_rows:
                             tx.overwrite(data, overwrite_filter=where, snapshot_properties=props)
-                        else:
+                        elif replace:
                             tx.delete(where, snapshot_properties=props)
+                        if new.num_rows:
+                            tx.append(new, snapshot_properties=props)
                         checkpoint("archive.files_written")
             except (CommitFailedException, ValidationException):
                 # ValidationException: another worker's commit (other units, leases keep units
@@ -405,7 +440,7 @@ class Archive:
                 time.sleep(random.uniform(0.05, 0.2) * attempt)
                 continue
             checkpoint("archive.committed")
-            return self._stats(before, len(windows), started, attempt)
+            return self._stats(before, units, started, attempt)
         raise AssertionError("unreachable")
 
     def _stats(self, before: int | None, units: int, started: float, attempts: int) -> CommitStats:

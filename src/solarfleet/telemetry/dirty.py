@@ -3,9 +3,9 @@ cleared (compare-and-set on the version) by the migration."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -43,12 +43,22 @@ def read_mark(*, session: Session, imei: str) -> Mark | None:
 
 def clear_if_unchanged(*, session: Session, imei: str, version: int) -> bool:
     """Delete the mark if no upload moved it since it was read (not committed)."""
+    return clear_if_unchanged_many(session=session, versions={imei: version}) == 1
+
+
+def clear_if_unchanged_many(*, session: Session, versions: Mapping[str, int]) -> int:
+    """:func:`clear_if_unchanged` for many units (imei -> version read) in one statement; how
+    many marks were cleared (not committed)."""
+    if not versions:
+        return 0
     result = session.execute(
         delete(TelemetryDirty).where(
-            TelemetryDirty.product_imei == imei, TelemetryDirty.version == version
+            tuple_(TelemetryDirty.product_imei, TelemetryDirty.version).in_(
+                sorted(versions.items())
+            )
         )
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def dirty_units(*, session: Session, imeis: Sequence[str] | None = None) -> list[str]:
