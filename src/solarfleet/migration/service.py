@@ -6,18 +6,26 @@ One batch of units, step by step (a process may be killed between any two steps)
 1. take the units' leases (no other worker migrates them meanwhile);
 2. per unit read its dirty mark ``(dirty_since, version)`` and its watermark; the window is
    ``[min(dirty_since, watermark + 1µs, or 0 without a watermark), FAR_FUTURE)``;
-3. read each window from the hot store and from the archive, and merge them: the archive's rows
-   plus the hot store's, the hot store winning on the same identity. The merge is what makes a
-   window below the watermark safe to rewrite after the hot store dropped some of its days;
-4. replace, in ONE atomic commit for the batch, each unit's stretch of the archive from its
-   first to its last changed reading with the merged rows of that stretch (units whose merge
-   changes nothing are left out: a re-run commits nothing);
-5. in one database transaction: raise each watermark to the newest reading now archived (never
-   lowering it) and clear each dirty mark only if its version is still the one read in step 2.
+3. read each window from the hot store. A unit whose window starts after its watermark, with no
+   earlier append unaccounted for (below), has nothing in the archive to merge with: its readings
+   are *appended*. For the others, read the window from the archive too and merge: the
+   archive's rows plus the hot store's, the hot store winning on the same identity. The merge is
+   what makes a window below the watermark safe to rewrite after the hot store dropped some of
+   its days;
+4. in one database transaction, renew the leases (units lost to another worker are left out) and
+   record the units about to be appended in ``migration_pending``;
+5. in ONE atomic archive commit for the batch, append the new readings and replace each merged
+   unit's stretch of the archive from its first to its last changed reading with the merged rows
+   of that stretch (units whose merge changes nothing are left out: a re-run commits nothing);
+6. in one database transaction: raise each watermark to the newest reading now archived (never
+   lowering it), clear each dirty mark only if its version is still the one read in step 2, and
+   delete the batch's ``migration_pending`` rows.
 
-Killed before 4 commits: nothing changed. Killed after 4 but before 5 commits: the marks are
-still there, the re-run merges the same rows again and commits nothing new. An upload during the
-batch bumps its unit's mark, so the mark survives step 5 and the next pass takes the upload.
+Killed before 5 commits: nothing changed in the archive (pending units are merged next time,
+which finds nothing to merge with and writes them). Killed after 5 but before 6 commits: the
+marks and the pending rows are still there, the re-run merges the same rows again and commits
+nothing new: the pending rows are what keeps a re-run from appending twice. An upload during the
+batch bumps its unit's mark, so the mark survives step 6 and the next pass takes the upload.
 
 A plain ``time > watermark`` copy would lose the readings units upload days late: their times
 are below the watermark. The dirty mark (written by ingest *before* the readings reach the hot
