@@ -208,8 +208,14 @@ class PrivateRedis:
         except OSError:
             return False
 
+    def freeze(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing ever answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=30)
             self.process = None

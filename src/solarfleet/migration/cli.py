@@ -123,17 +123,28 @@ def _one_pass(settings: Settings, shard: int, shards: int, sweep: bool) -> PassR
     return report
 
 
+BROKER_TIMEOUT = 3.0  # seconds; a broker slower than this to answer counts as down
+
+
 def _enqueue(settings: Settings, shards: int) -> bool:
     """Hand the pass to Celery workers; False when the broker cannot be reached."""
     from solarfleet.migration.tasks import app, migrate_all
 
+    # This process only publishes: every socket wait is bounded, so that a broker that accepts
+    # connections and never answers (frozen, overloaded) means "run it here", not a hang.
+    waits = {"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT}
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, **waits}
+    app.conf.redis_socket_timeout = BROKER_TIMEOUT  # the result backend (the same Redis)
+    app.conf.redis_socket_connect_timeout = BROKER_TIMEOUT
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
+            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT)
+        # A publish that fails after all may still have queued the pass: running it here too
+        # is harmless (the lease table gives each unit to one pass; a pass is idempotent).
+        migrate_all.apply_async(args=[shards], retry=False)
     except Exception as exc:  # noqa: BLE001 - any broker failure means "run it here"
         console.print(f"[yellow]Broker unreachable ({exc}); migrating in this process[/]")
         return False
-    migrate_all.delay(shards)
     console.print(f"[green]Queued[/green] {shards} shard tasks on {settings.migration_queue}")
     return True
 
