@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -87,6 +88,26 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+_WRITE_FACTORIES: weakref.WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions like ``factory``'s whose every transaction takes SQLite's write lock at BEGIN.
+
+    Unlike :func:`write_session`, nothing happens when such a session is made: the lock is taken
+    by its first statement, in the thread that runs it (see :func:`request_session`).
+    """
+    writer = _WRITE_FACTORIES.get(factory)
+    if writer is None:
+        kw = dict(factory.kw)
+        bind = kw.pop("bind")
+        writer = sessionmaker(bind.execution_options(**WRITE), class_=factory.class_, **kw)
+        _WRITE_FACTORIES[factory] = writer
+    return writer
+
+
 def close_quietly(session: Session) -> None:
     """Close ``session`` even if the database went away since its last statement.
 
@@ -104,11 +125,18 @@ def close_quietly(session: Session) -> None:
 
 @contextmanager
 def request_session(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
-    """The session of a request dependency (``write``: SQLite's write lock from BEGIN)."""
-    session = factory()
+    """The session of a request dependency (``write``: SQLite's write lock from BEGIN).
+
+    Nothing is done with the database here: the first statement, in the endpoint's thread,
+    checks a connection out and BEGINs (``write``: BEGIN IMMEDIATE, see :func:`write_factory`).
+    FastAPI enters a dependency in one worker thread and runs the endpoint in another. A
+    dependency that took the write lock held it while its request waited for a free thread;
+    when every thread was taken by requests waiting for that lock, nothing moved until SQLite's
+    busy timeout answered them 503 "database is locked" (found by bench/load.py: 50 clients, one
+    process). Likewise a pooled connection is held only while the endpoint runs.
+    """
+    session = (write_factory(factory) if write else factory)()
     try:
-        if write:
-            session.connection(execution_options=WRITE)
         yield session
     finally:
         close_quietly(session)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -14,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.principal import Principal
 from solarfleet.db import write_session
+from solarfleet.fleet.models import Product
 from solarfleet.parameters import service
 from solarfleet.parameters.models import PartParameter, ProductParameter
-from tests.parameters.conftest import Fleet
+from tests.factories import Factory
+from tests.parameters.conftest import Fleet, unit_auth
 
 THREADS = 16
 
@@ -136,3 +142,47 @@ def test_sets_racing_unit_reports_keep_the_invariants(
     spans = sorted((r.date_added, r.date_removed) for r in active)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end is not None and end <= start  # active periods never overlap
+
+
+def test_write_requests_never_wait_for_a_thread_while_holding_the_write_lock(
+    app: FastAPI, factory: Factory, fleet: Fleet, sessions: sessionmaker[Session]
+) -> None:
+    """More concurrent writes than worker threads, in one event loop (as under uvicorn).
+
+    A write session used to take SQLite's write lock (BEGIN IMMEDIATE) in its dependency, in one
+    worker thread, and then wait for another thread to run the endpoint. With every thread taken
+    by requests waiting for that lock, nothing moved until SQLite's busy timeout (30 s) answered
+    them 503 "database is locked" (found by bench/load.py). The lock is now taken by the first
+    statement, in the endpoint's own thread.
+    """
+    units = [factory.product(product_type=None) for _ in range(4)]
+    ptype = factory.product_type(parameter_types=[fleet.level.parameter_type_id])
+    units += [factory.product(product_type=ptype) for _ in range(4)]
+    type_id = fleet.level.parameter_type_id
+
+    async def burst() -> list[int]:
+        to_thread.current_default_thread_limiter().total_tokens = 2  # this loop's threadpool
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def set_value(unit: Product, value: int) -> int:
+                body = {"parameter_type_id": type_id, "value": value}
+                url = f"/v1/products/{unit.product_imei}/parameters"
+                r = await client.post(url, json=body, headers=fleet.admin)
+                return r.status_code
+
+            async def unit_report(unit: Product, value: int) -> int:
+                body = {"product_parameters": [{"parameter_type_id": type_id, "value": value}]}
+                r = await client.post("/v1/rc_data", json=body, headers=unit_auth(unit))
+                return r.status_code
+
+            jobs = [set_value(u, v) for u in units[4:] for v in (1, 2)]
+            jobs += [unit_report(u, 3) for u in units]
+            return list(await asyncio.gather(*jobs))
+
+    started = time.monotonic()
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [200] * 8 + [201] * 8
+    assert time.monotonic() - started < 15  # far below the busy timeout it used to wait out
+    with sessions() as session:
+        assert len(session.scalars(select(ProductParameter)).all()) == 8
