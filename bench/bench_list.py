@@ -39,15 +39,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import secrets
 import shutil
-import socket
 import sqlite3
-import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -58,6 +53,8 @@ from typing import Any
 
 import httpx
 import orjson
+from _common import Latencies, free_port, machine, start_server, stop_server, wait_ready
+from _common import run_for as run_ops
 from sqlalchemy import event, insert
 
 import solarfleet.models  # noqa: F401  (every table known to the metadata)
@@ -235,49 +232,6 @@ class RawPath:
         )
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, SOLARFLEET_DATA_DIR=str(data_dir))
-    env.pop("SOLARFLEET_DATABASE_URL", None)
-    cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", "solarfleet.app:app_from_environment",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--no-access-log", "--log-level", "warning", "--no-server-header",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with status {server.returncode}")
-        try:
-            httpx.get(base + "/openapi.json", timeout=2.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start in time")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
 # -- measuring --------------------------------------------------------------------------------
 
 
@@ -288,9 +242,9 @@ class Result:
         self.seconds = seconds
         self.latencies = latencies
         self.rate = ops / seconds
-        lat = sorted(latencies)
-        self.median_ms = statistics.median(lat) * 1000
-        self.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+        lat = Latencies(latencies)
+        self.median_ms = lat.median_ms
+        self.p99_ms = lat.p99_ms
 
     @staticmethod
     def merge(parts: list[Result]) -> Result:
@@ -303,17 +257,8 @@ class Result:
 
 
 def run_for(name: str, op: Callable[[], Any], duration: float, max_ops: int) -> Result:
-    latencies: list[float] = []
-    clock = time.perf_counter
-    start = clock()
-    stop = start + duration
-    now = start
-    while now < stop and len(latencies) < max_ops:
-        t0 = clock()
-        op()
-        now = clock()
-        latencies.append(now - t0)
-    return Result(name, len(latencies), now - start, latencies)
+    seconds, latencies = run_ops(op, duration, max_ops)
+    return Result(name, len(latencies), seconds, latencies)
 
 
 def run_concurrent(
@@ -486,9 +431,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="solarfleet-bench-"))
     server = None
     try:
-        print(f"{time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}, "
-              f"{platform.platform()}, {os.cpu_count()} cpus, "
-              f"sqlite {sqlite3.sqlite_version}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(machine())
         t0 = time.perf_counter()
         url, token = build_database(data_dir, args.rows, args.seed)
         db_path = url.removeprefix("sqlite:///")
@@ -497,7 +440,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(data_dir, port, data_dir / "server.log")
-        wait_ready(base, server)
+        wait_ready(base, server, data_dir / "server.log", timeout=60.0)
         print(f"server: uvicorn, 1 worker, no access log, {base} (pid {server.pid})")
         headers = {"Authorization": f"Token token={token}"}
 

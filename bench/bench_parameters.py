@@ -54,15 +54,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
-import socket
 import sqlite3
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +68,16 @@ from typing import Any
 
 import httpx
 import orjson
+from _common import (
+    Latencies,
+    free_port,
+    machine,
+    server_errors,
+    start_server,
+    stop_server,
+    timed,
+    wait_ready,
+)
 from sqlalchemy import event
 
 import solarfleet.models  # noqa: F401  (every table known to the metadata)
@@ -509,59 +514,6 @@ class RawPath:
         return orjson.dumps({"status": "success", "message": self.message, "data": data})
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``solarfleet serve``, as an operator starts it (uvicorn, one worker)."""
-    env = dict(os.environ, SOLARFLEET_DATA_DIR=str(data_dir))
-    env.pop("SOLARFLEET_DATABASE_URL", None)
-    cli = Path(sys.executable).with_name("solarfleet")
-    if not cli.exists():
-        raise SystemExit(f"no {cli}: run with the project's venv (.venv/bin/python)")
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(
-    base: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 120.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            raise SystemExit(
-                f"the server exited with status {server.returncode}; its log ends:\n"
-                + "\n".join(tail)
-            )
-        try:
-            httpx.get(base + "/openapi.json", timeout=2.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start in time")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
 # -- measuring --------------------------------------------------------------------------------
 
 
@@ -569,21 +521,11 @@ class Result:
     def __init__(self, name: str, latencies: list[float]) -> None:
         self.name = name
         self.latencies = latencies
-        lat = sorted(latencies)
-        self.n = len(lat)
-        self.median_ms = statistics.median(lat) * 1000
-        self.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-        self.mean_ms = statistics.fmean(lat) * 1000
-
-
-def timed(op: Callable[[], Any], n: int) -> list[float]:
-    latencies: list[float] = []
-    clock = time.perf_counter
-    for _ in range(n):
-        t0 = clock()
-        op()
-        latencies.append(clock() - t0)
-    return latencies
+        lat = Latencies(latencies)
+        self.n = lat.n
+        self.median_ms = lat.median_ms
+        self.p99_ms = lat.p99_ms
+        self.mean_ms = lat.mean_ms
 
 
 def http_op(client: httpx.Client, path: str, params: dict[str, str]) -> Callable[[], bytes]:
@@ -730,9 +672,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="solarfleet-bench-"))
     server = None
     try:
-        print(f"{time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}, "
-              f"{platform.platform()}, {os.cpu_count()} cpus, "
-              f"sqlite {sqlite3.sqlite_version}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(machine())
         db_path, token, fleet = build_database(data_dir, args)
         print(f"database: {db_path}")
         for what, seconds in fleet.load_seconds.items():
@@ -744,7 +684,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
-        server = start_server(data_dir, port, data_dir / "server.log")
+        server = start_server(data_dir, port, data_dir / "server.log", cli=True)
         wait_ready(base, server, data_dir / "server.log")
         print(f"server: solarfleet serve (uvicorn, 1 worker) at {base}, pid {server.pid}, "
               f"ready in {time.perf_counter() - t0:.1f} s")  # fmt: skip
@@ -797,11 +737,7 @@ def main() -> None:
               f"{os.getloadavg()[1]:.2f} (5 min)")  # fmt: skip
         if server.poll() is not None:
             print(f"the server exited early (status {server.returncode})")
-        errors = [
-            line
-            for line in (data_dir / "server.log").read_text(errors="replace").splitlines()
-            if "ERROR" in line or "Traceback" in line
-        ]
+        errors = server_errors(data_dir / "server.log")
         if errors:
             print("\nserver log errors:\n" + "\n".join(errors[-20:]))
     finally:

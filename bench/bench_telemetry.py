@@ -89,10 +89,8 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -105,6 +103,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _common import (
+    free_port,
+    load,
+    machine,
+    server_errors,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 STEP_US = 60_000_000  # ingest: a reading a minute
@@ -120,11 +128,6 @@ GOALS = {"ingest": 0.7, "migration": 0.5}
 
 def imei_of(i: int) -> str:
     return f"35{i:013d}"
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.2f} (1 min) {five:.2f} (5 min)"
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -231,73 +234,6 @@ class Uploads:
             body = orjson.dumps({"measurement": MEASUREMENT, "tags": TAGS, "fields": fields})
             out.append(Upload(imei, points, body))
         return out
-
-
-# -- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(
-    data_dir: Path, port: int, log: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """``solarfleet serve``, as an operator starts it (uvicorn, one worker)."""
-    env = dict(os.environ, SOLARFLEET_DATA_DIR=str(data_dir))
-    for key in ("SOLARFLEET_DATABASE_URL", "SOLARFLEET_INFLUX_URL", "SOLARFLEET_INFLUX_DATABASE"):
-        env.pop(key, None)
-    env.update(extra_env or {})
-    cli = Path(sys.executable).with_name("solarfleet")
-    if not cli.exists():
-        raise SystemExit(f"no {cli}: run with the project's venv (.venv/bin/python)")
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(
-    base: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 120.0
-) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            raise SystemExit(
-                f"the server exited with status {server.returncode}; its log ends:\n"
-                + "\n".join(tail)
-            )
-        try:
-            httpx.get(base + "/openapi.json", timeout=2.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start in time")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def server_errors(log: Path) -> list[str]:
-    return [
-        line
-        for line in log.read_text(errors="replace").splitlines()
-        if "ERROR" in line or "Traceback" in line
-    ]
 
 
 # -- measuring ingest ------------------------------------------------------------------------
@@ -513,7 +449,7 @@ def ingest_section(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = root / "server-embedded.log"
-    server = start_server(data_dir, port, log)
+    server = start_server(data_dir, port, log, cli=True)
     direct = EmbeddedHotStore(root / "direct" / "hot" / "telemetry.sqlite")
     try:
         wait_ready(base, server, log)
@@ -544,8 +480,8 @@ def ingest_section(
     log = root / "server-influx.log"
     print(f"\n== ingest, InfluxDB hot store at {influx_url} (databases {api_db}, {direct_db})")
     server = start_server(
-        data_dir, port, log,
-        {"SOLARFLEET_INFLUX_URL": influx_url, "SOLARFLEET_INFLUX_DATABASE": api_db},
+        data_dir, port, log, cli=True,
+        env={"SOLARFLEET_INFLUX_URL": influx_url, "SOLARFLEET_INFLUX_DATABASE": api_db},
     )  # fmt: skip
     direct = InfluxHotStore(influx_url, database=direct_db, timeout=60)
     try:
@@ -1213,9 +1149,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="solarfleet-bench-telemetry-"))
     started = time.perf_counter()
     try:
-        print(f"{time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}, "
-              f"{platform.platform()}, {os.cpu_count()} cpus, sqlite {sqlite3.sqlite_version}, "
-              f"pyarrow {pyarrow.__version__}; {load()}")  # fmt: skip
+        print(machine(f"pyarrow {pyarrow.__version__}"))
         ingest: dict[str, dict[str, Rate]] = {}
         migration: dict[str, Any] = {}
         if not args.skip_ingest:
