@@ -103,9 +103,14 @@ class Client(threading.Thread):
         self.calls: list[Call] = []
         self.values = itertools.count(index * 1_000_000 + 1)
 
+    def rotated(self) -> tuple[str, ...]:
+        """ACTIONS, starting at a different one for each client."""
+        i = self.index % len(ACTIONS)
+        return ACTIONS[i:] + ACTIONS[:i]
+
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT) as http:
-            for kind in itertools.cycle(ACTIONS[self.index % len(ACTIONS) :] + ACTIONS):
+            for kind in itertools.cycle(self.rotated()):
                 if self.stop_event.is_set():
                     return
                 call = self.one(http, kind)
