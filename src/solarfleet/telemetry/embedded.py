@@ -125,12 +125,16 @@ class EmbeddedHotStore:
         unique, kinds = rules.prepare(points)
         if not unique:
             return 0
+        tag_text: dict[Tags, str] = {}
+        for p in unique:
+            if p.tags not in tag_text:
+                tag_text[p.tags] = encode_tags(p.tags)
         rows = [
             (
                 p.imei,
                 p.time_us,
                 p.measurement,
-                encode_tags(p.tags),
+                tag_text[p.tags],
                 p.field,
                 kinds[(p.measurement, p.field)],
                 int(p.value) if isinstance(p.value, bool) else p.value,

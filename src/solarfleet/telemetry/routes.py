@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
 from solarfleet.api.deps import SessionDep, get_factory, requires
+from solarfleet.api.fastjson import OrjsonRoute
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
@@ -22,7 +23,9 @@ from solarfleet.telemetry.store import ArchiveReaderDep, HotStoreDep
 from solarfleet.timeparse import format_instant
 
 router = APIRouter(
-    tags=["telemetry"], responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 503)}
+    tags=["telemetry"],
+    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 503)},
+    route_class=OrjsonRoute,  # uploads are large JSON bodies
 )
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]

@@ -67,8 +67,13 @@ def check_imei(imei: object) -> str:
     return imei
 
 
-def check_point(point: Point) -> str:
-    """Check one point; its kind."""
+class CheckedPoints(list[Point]):
+    """Points already held to every rule of this module (and to stricter ones): the upload
+    parser makes these, and the stores do not check them again, point by point."""
+
+
+def check_series(point: Point) -> None:
+    """The rules on what names a point: unit, measurement, tags and field."""
     check_imei(point.imei)
     check_name(point.measurement, "measurement")
     if point.measurement.startswith("#"):
@@ -81,6 +86,10 @@ def check_point(point: Point) -> str:
     check_name(point.field, "field name")
     if point.field == "time":
         raise BadRequest("Invalid field name 'time': reserved")
+
+
+def check_reading(point: Point) -> str:
+    """The rules on a point's time and value; its kind."""
     if not MIN_TIME_US <= point.time_us <= MAX_TIME_US:
         raise BadRequest(f"Time {point.time_us} of field {point.field!r} is out of range")
     kind = kind_of(point.value)
@@ -95,11 +104,21 @@ def check_point(point: Point) -> str:
 
 def prepare(points: Iterable[Point]) -> tuple[list[Point], dict[tuple[str, str], str]]:
     """Checked points, de-duplicated by identity (the last one wins), and the kind of each
-    (measurement, field); BadRequest when a field gets two kinds."""
+    (measurement, field); BadRequest when a field gets two kinds. The names of a series are
+    checked once per series; :class:`CheckedPoints` are not checked again."""
+    checked = isinstance(points, CheckedPoints)
     unique: dict[tuple[str, str, tuple[tuple[str, str], ...], str, int], Point] = {}
     kinds: dict[tuple[str, str], str] = {}
+    series: set[tuple[str, str, tuple[tuple[str, str], ...], str]] = set()
     for point in points:
-        kind = check_point(point)
+        if checked:
+            kind = kind_of(point.value)
+        else:
+            name = (point.imei, point.measurement, point.tags, point.field)
+            if name not in series:
+                check_series(point)
+                series.add(name)
+            kind = check_reading(point)
         seen = kinds.setdefault((point.measurement, point.field), kind)
         if seen != kind:
             raise BadRequest(
