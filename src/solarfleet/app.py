@@ -64,7 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
-    app.state.hot_store.close()
+    # Close the store, and leave a fresh one (stores connect on first use) for a later start-up
+    # of the same app object: a test client entered twice, a server restarted in-process.
+    store = app.state.hot_store
+    app.state.hot_store = make_hot_store(app.state.settings)
+    store.close()
 
 
 def app_from_environment() -> FastAPI:

@@ -56,6 +56,14 @@ def test_the_app_closes_its_hot_store_on_shutdown(tmp_path: Path) -> None:
         pass
     else:  # pragma: no cover
         raise AssertionError("the store is still open after shutdown")
+    # The same app started again (a test client used twice, a server restarted in-process) has
+    # a store that works, and holds what the first start-up wrote.
+    with TestClient(app):
+        again: HotStore = app.state.hot_store
+        assert again is not store
+        again.write([Point("1", "telemetry", (), "v", 3, 2.0)])
+        assert [p.time_us for p in again.read("1", 0, 10)] == [1, 3]
+    app.state.hot_store.write([Point("1", "telemetry", (), "v", 4, 1.0)])  # no lifespan run
 
 
 @pytest.fixture
