@@ -71,3 +71,28 @@ def test_interactive_docs_are_served(client: TestClient) -> None:
     r = client.get("/docs")
     assert r.status_code == 200
     assert "swagger" in r.text.lower()
+
+
+def test_error_statuses_are_the_ones_the_app_sends(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            assert "422" not in responses, where  # validation errors are 400s
+            assert "503" in responses, where  # the database can be down under any route
+            assert "Retry-After" in responses["503"]["headers"], where
+            if "requestBody" in operation:
+                assert {"400", "413"} <= set(responses), where
+    login = document["paths"]["/v1/auth/login"]["post"]["responses"]
+    assert "Retry-After" in login["429"]["headers"]
+
+
+def test_a_validation_error_is_a_documented_400(client: TestClient) -> None:
+    r = client.get("/v1/products", params={"page": "x"})
+    assert r.status_code == 401  # authentication comes first
+    r = client.post("/v1/auth/login", json={"username": 5})
+    assert r.status_code == 400 and r.json()["status"] == "error"
+    documented = client.get("/openapi.json").json()["paths"]["/v1/auth/login"]["post"]
+    assert "400" in documented["responses"]

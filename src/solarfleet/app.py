@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from solarfleet import __version__
+from solarfleet.api import openapi
 from solarfleet.api.limits import BodySizeLimit
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
     _install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
