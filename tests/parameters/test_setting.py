@@ -107,6 +107,8 @@ def test_values_are_stored_in_canonical_form(
         ("int", {"min": 0, "max": 100}, -1, "min"),
         ("string", {"choices": ["eco", "boost"]}, "turbo", "choices"),
         ("string", {"pattern": "[A-Z]{3}"}, "ABCD", "pattern"),
+        # Exponential backtracking (Fibonacci(40) paths): refused within the time limit.
+        ("string", {"pattern": "(a|aa)+b"}, "a" * 40, "takes too long"),
         ("string", {"max_length": 2}, "abc", "max_length"),
         ("datetime", {"max": "2020-01-01"}, "2021-01-01", "max"),
     ],
