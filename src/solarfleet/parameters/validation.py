@@ -44,7 +44,6 @@ import re
 from typing import Any
 
 import regex
-
 from sqlalchemy.orm import Session
 
 from solarfleet.errors import BadRequest
