@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
@@ -76,9 +77,7 @@ def set_product_parameter(
         parameter_type_id=body.parameter_type_id,
         value=body.value,
     )
-    session.commit()
-    message = f"Parameter {row.parameter_type_id} of #{key} set to {row.value!r}: pending"
-    return success(message, service.as_dict(row), status_code=201)
+    return _pending(session, row, f"#{key}")
 
 
 @router.post(
@@ -98,8 +97,13 @@ def set_part_parameter(
         parameter_type_id=body.parameter_type_id,
         value=body.value,
     )
+    return _pending(session, row, f"part {key}")
+
+
+def _pending(session: Session, row: Any, owner: str) -> Response:
+    """Commit a set value and answer it (201: a new pending row)."""
     session.commit()
-    message = f"Parameter {row.parameter_type_id} of part {key} set to {row.value!r}: pending"
+    message = f"Parameter {row.parameter_type_id} of {owner} set to {row.value!r}: pending"
     return success(message, service.as_dict(row), status_code=201)
 
 
