@@ -4,8 +4,9 @@ cleared (compare-and-set on the version) by the migration."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import Insert, bindparam, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -17,19 +18,26 @@ Mark = tuple[int, int]  # (dirty_since_us, version)
 
 def mark_dirty(*, session: Session, imei: str, oldest_us: int) -> None:
     """Record an upload whose oldest reading is at ``oldest_us`` (not committed)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = _upsert(session.get_bind().dialect.name)
+    session.execute(stmt, {"imei": imei, "oldest_us": oldest_us})
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Insert:
+    """The mark's upsert, built once (every upload runs it twice)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = TelemetryDirty.__table__
-    stmt = insert(table).values(product_imei=imei, dirty_since_us=oldest_us, version=1)
-    stmt = stmt.on_conflict_do_update(
+    stmt = insert(table).values(
+        product_imei=bindparam("imei"), dirty_since_us=bindparam("oldest_us"), version=1
+    )
+    least = func.min if dialect == "sqlite" else func.least
+    return stmt.on_conflict_do_update(
         index_elements=[table.c.product_imei],
         set_={
-            "dirty_since_us": func.min(table.c.dirty_since_us, stmt.excluded.dirty_since_us)
-            if session.get_bind().dialect.name == "sqlite"
-            else func.least(table.c.dirty_since_us, stmt.excluded.dirty_since_us),
+            "dirty_since_us": least(table.c.dirty_since_us, stmt.excluded.dirty_since_us),
             "version": table.c.version + 1,
         },
     )
-    session.execute(stmt)
 
 
 def read_mark(*, session: Session, imei: str) -> Mark | None:
