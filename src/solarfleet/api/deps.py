@@ -1,6 +1,6 @@
 """FastAPI dependencies named once: settings, sessions, the caller and permission checks."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,12 +12,15 @@ from solarfleet.db import request_session
 from solarfleet.errors import Forbidden
 from solarfleet.settings import Settings
 
+# Dependencies that do no I/O are ``async``: they run on the event loop, where a plain ``def``
+# would cost a hand-off to the thread pool and back (most routes have several).
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_factory(request: Request) -> sessionmaker[Session]:
+async def get_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
@@ -52,10 +55,10 @@ SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
-def requires(level: str) -> Callable[[Principal], Principal]:
+def requires(level: str) -> Callable[[Principal], Coroutine[None, None, Principal]]:
     """A dependency: the caller, who must hold at least ``level``."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.can(level):
             raise Forbidden(f"{level} permission required; you have {principal.permissions}")
         return principal

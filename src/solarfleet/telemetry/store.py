@@ -49,11 +49,11 @@ def make_archive_reader(settings: Settings) -> ArchiveReader:
     return read
 
 
-def get_hot_store(request: Request) -> HotStore:
+async def get_hot_store(request: Request) -> HotStore:  # no I/O: on the event loop
     return request.app.state.hot_store  # type: ignore[no-any-return]
 
 
-def get_archive_reader(request: Request) -> ArchiveReader | None:
+async def get_archive_reader(request: Request) -> ArchiveReader | None:
     """The long-term store's reader, once one is plugged in (``app.state.archive_reader``)."""
     return getattr(request.app.state, "archive_reader", None)
 
