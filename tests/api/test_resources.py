@@ -88,7 +88,9 @@ def test_device_key_is_shown_to_factory_and_above_only(
 
 def test_device_key_cannot_be_searched(client: TestClient, factory: Factory, system: dict) -> None:
     unit = factory.product()
-    q = '{"filters":[{"name":"device_key","op":"like","val":"%s%%"}]}' % unit.device_key[0]
+    q = json.dumps(
+        {"filters": [{"name": "device_key", "op": "like", "val": unit.device_key[0] + "%"}]}
+    )
     r = client.get("/v1/products", params={"q": q}, headers=system)
     assert r.status_code == 400
     assert r.json() == {"status": "error", "message": "Unknown field 'device_key' on products"}
@@ -236,9 +238,17 @@ def test_delete_of_a_referenced_row_is_409(
     [
         ("/v1/entities/12345", 404, "No entities with entity_id 12345"),
         ("/v1/entities/abc", 400, "Invalid entity_id 'abc': expected an integer"),
-        ("/v1/entities/99999999999999999999999", 400, "Invalid entity_id '99999999999999999999999': out of range"),
+        (
+            "/v1/entities/99999999999999999999999",
+            400,
+            "Invalid entity_id '99999999999999999999999': out of range",
+        ),
         ("/v1/products/12ab", 400, "Invalid IMEI '12ab': expected 1 to 15 digits"),
-        ("/v1/products/1234567890123456", 400, "Invalid IMEI '1234567890123456': expected 1 to 15 digits"),
+        (
+            "/v1/products/1234567890123456",
+            400,
+            "Invalid IMEI '1234567890123456': expected 1 to 15 digits",
+        ),
         ("/v1/products/111", 404, "No products with product_imei 111"),
         ("/v1/nothing_here", 404, "No such endpoint: /v1/nothing_here"),
     ],

@@ -454,9 +454,6 @@ def first_of_each_group(model: type, compiled: CompiledQuery) -> ColumnElement[b
     """``group_by``: one row per group, the one with the smallest primary key."""
     pk = primary_key(model)
     firsts = (
-        sa_select(func.min(pk))
-        .where(*compiled.where)
-        .group_by(*compiled.group_by)
-        .correlate(None)
+        sa_select(func.min(pk)).where(*compiled.where).group_by(*compiled.group_by).correlate(None)
     )
     return pk.in_(firsts)

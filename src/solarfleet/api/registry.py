@@ -66,7 +66,7 @@ def _prepare_user(session: Session, values: dict[str, Any], _p: Any, row: User |
     if password is not None:
         values["password_hash"] = hash_password(password)
     scope = values.get("user_product_visibility", row.user_product_visibility if row else "GLOBAL")
-    entity_id = values["entity_id"] if "entity_id" in values else (row.entity_id if row else None)
+    entity_id = values.get("entity_id", row.entity_id if row else None)
     if scope == "ENTITY" and entity_id is None:
         raise BadRequest("entity_id is required when user_product_visibility is ENTITY")
 

@@ -14,7 +14,10 @@ from solarfleet.api.spec import ResourceSpec
 from solarfleet.db import META_FIELDS
 
 IMEI = Annotated[
-    str, Field(pattern=r"^[0-9]{1,15}$", description="IMEI: 1 to 15 digits", examples=["111010101010101"])
+    str,
+    Field(
+        pattern=r"^[0-9]{1,15}$", description="IMEI: 1 to 15 digits", examples=["111010101010101"]
+    ),
 ]
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 INT32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]

@@ -106,8 +106,6 @@ def logout(request: Request, session: WriteSessionDep) -> Response:
     responses={400: {"model": ErrorBody}},
     summary="Whether a username exists ('True' or 'False')",
 )
-def validate_user(
-    session: SessionDep, username: Annotated[str, Query(max_length=255)]
-) -> Response:
+def validate_user(session: SessionDep, username: Annotated[str, Query(max_length=255)]) -> Response:
     exists = service.username_exists(session=session, username=username)
     return success("True" if exists else "False")

@@ -27,9 +27,7 @@ def unit_criterion(imei: Any, principal: Principal) -> ColumnElement[bool] | Non
         return None
     link = aliased(ProductEntityLinker)
     current = link.date_removed.is_(None)
-    mine = exists().where(
-        link.product_imei == imei, current, link.entity_id == principal.entity_id
-    )
+    mine = exists().where(link.product_imei == imei, current, link.entity_id == principal.entity_id)
     if principal.entity_id != UNKNOWN_ENTITY_ID:
         return mine
     other = aliased(ProductEntityLinker)

@@ -93,7 +93,9 @@ def authenticate(
     if row.expires_at - now < lifetime - refresh:
         with write_session(factory) as session:
             session.execute(
-                update(Token).where(Token.token_id == row.token_id).values(expires_at=now + lifetime)
+                update(Token)
+                .where(Token.token_id == row.token_id)
+                .values(expires_at=now + lifetime)
             )
             session.commit()
     return Principal(

@@ -46,7 +46,9 @@ def _entity_route(action: str) -> None:
     act, verb = ENTITY_ACTIONS[action]
 
     @router.put(f"/{action}", response_model=Envelope, summary=f"{action} (entity history kept)")
-    def endpoint(imei: str, body: EntityBody, principal: Admin, session: WriteSessionDep) -> Response:
+    def endpoint(
+        imei: str, body: EntityBody, principal: Admin, session: WriteSessionDep
+    ) -> Response:
         key = parse_key(PRODUCTS, imei)
         data = act(session=session, principal=principal, imei=key, entity_id=body.entity_id)
         session.commit()
@@ -67,7 +69,9 @@ def list_parts(imei: str, principal: Reader, session: SessionDep) -> Response:
 
 
 @router.post("/parts", response_model=Envelope, status_code=201, summary="Attach a part")
-def attach_part(imei: str, body: PartBody, principal: Technical, session: WriteSessionDep) -> Response:
+def attach_part(
+    imei: str, body: PartBody, principal: Technical, session: WriteSessionDep
+) -> Response:
     key = parse_key(PRODUCTS, imei)
     service.attach_part(session=session, principal=principal, imei=key, part_id=body.part_id)
     session.commit()

@@ -138,8 +138,10 @@ def attach_part(*, session: Session, principal: Principal, imei: str, part_id: i
         )
     ).one_or_none()
     if link is not None:
-        where = f"#{link.product_imei}" if link.product_imei == imei or principal.is_global else (
-            "another unit"
+        where = (
+            f"#{link.product_imei}"
+            if link.product_imei == imei or principal.is_global
+            else ("another unit")
         )
         raise Conflict(f"Part {part_id} is already on {where}: detach it first")
     session.add(

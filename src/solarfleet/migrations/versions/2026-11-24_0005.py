@@ -7,9 +7,7 @@ Create Date: 2026-11-24 06:40:07.951325
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0005"
 down_revision: str | None = "0004"
