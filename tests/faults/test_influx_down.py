@@ -12,7 +12,6 @@ acknowledged upload is readable at the end."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from solarfleet.fleet.models import Product
 from solarfleet.schema import upgrade
 from solarfleet.settings import Settings
 from tests.factories import Factory
+from tests.faults.clients import Call, LoadClient
 from tests.faults.services import PrivateInflux, Server
 from tests.parameters.conftest import unit_auth
 
@@ -43,17 +43,6 @@ RECOVERY_SECONDS = 30.0
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DOWN_MESSAGE = "InfluxDB is unavailable; try again shortly"
 LEAKS = ("Traceback", 'File "', "httpx", "ConnectError", "ReadTimeout", __version__)
-
-
-@dataclass
-class Call:
-    kind: str
-    started: float
-    ended: float
-    status: int | None
-    text: str
-    headers: dict[str, str]
-    value: int  # the reading an upload sent (its value and, in seconds after T0, its time)
 
 
 @dataclass
@@ -90,54 +79,25 @@ def _body(value: int) -> dict[str, Any]:
     return {"tags": {"source": "bms"}, "fields": {"v": [[T0_MS + value * 1000, float(value)]]}}
 
 
-class Client(threading.Thread):
+class Client(LoadClient):
     """A unit uploading, its operator uploading and reading, in turn."""
 
-    def __init__(self, url: str, site: Site, index: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.site = site
-        self.index = index
-        self.unit = site.units[index]
-        self.stop_event = stop
-        self.calls: list[Call] = []
-        self.values = itertools.count(index * 1_000_000 + 1)
+    actions = ACTIONS
+    request_timeout = REQUEST_TIMEOUT
 
-    def rotated(self) -> tuple[str, ...]:
-        """ACTIONS, starting at a different one for each client."""
-        i = self.index % len(ACTIONS)
-        return ACTIONS[i:] + ACTIONS[:i]
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT) as http:
-            for kind in itertools.cycle(self.rotated()):
-                if self.stop_event.is_set():
-                    return
-                call = self.one(http, kind)
-                self.calls.append(call)
-                if call.status == 503:
-                    self.stop_event.wait(0.05)
-
-    def one(self, http: httpx.Client, kind: str) -> Call:
+    def send(self, http: httpx.Client, kind: str, value: int) -> httpx.Response:
         imei = self.unit.product_imei
-        value = next(self.values)
-        started = time.monotonic()
-        try:
-            if kind == "rm_data":
-                r = http.post("/v1/rm_data", json=_body(value), headers=unit_auth(self.unit))
-            elif kind == "product_data":
-                r = http.post(
-                    f"/v1/products/{imei}/data", json=_body(value), headers=self.site.admin
-                )
-            else:
-                r = http.get(
-                    f"/v1/products/{imei}/data",
-                    params={"start": "2026-01-01", "end": "2026-12-31", "fields": "v"},
-                    headers=self.site.admin,
-                )
-        except httpx.HTTPError as exc:
-            return Call(kind, started, time.monotonic(), None, repr(exc), {}, value)
-        return Call(kind, started, time.monotonic(), r.status_code, r.text, dict(r.headers), value)
+        if kind == "rm_data":
+            return http.post("/v1/rm_data", json=_body(value), headers=unit_auth(self.unit))
+        if kind == "product_data":
+            return http.post(
+                f"/v1/products/{imei}/data", json=_body(value), headers=self.site.admin
+            )
+        return http.get(
+            f"/v1/products/{imei}/data",
+            params={"start": "2026-01-01", "end": "2026-12-31", "fields": "v"},
+            headers=self.site.admin,
+        )
 
 
 def _check_down_answer(call: Call) -> None:
@@ -267,7 +227,7 @@ def test_influx_down_uploads_answer_503_and_nothing_acknowledged_is_lost(
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
             for client in clients:
                 acknowledged = {
-                    float(c.value) for c in client.calls if c.kind != "read" and c.status == 200
+                    float(c.payload) for c in client.calls if c.kind != "read" and c.status == 200
                 }
                 readable = _readable(http, site, client.unit.product_imei)
                 assert acknowledged and acknowledged <= readable, acknowledged - readable

@@ -7,13 +7,11 @@ at the next start)."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +24,7 @@ from solarfleet.parameters.models import ProductParameter
 from solarfleet.schema import upgrade
 from solarfleet.settings import Settings
 from tests.factories import Factory
+from tests.faults.clients import Call, LoadClient
 from tests.faults.services import PrivatePostgres, Server
 from tests.parameters.conftest import unit_auth
 
@@ -39,17 +38,6 @@ RECOVERY_SECONDS = 30.0  # the app serves again this soon after PostgreSQL is ba
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DOWN_MESSAGE = "The database is unavailable; try again shortly"
 LEAKS = ("Traceback", 'File "', "psycopg", "sqlalchemy", "OperationalError", __version__)
-
-
-@dataclass
-class Call:
-    kind: str
-    started: float
-    ended: float
-    status: int | None  # None: no answer (a transport error or the client's timeout)
-    text: str
-    headers: dict[str, str]
-    payload: Any = None  # what a write sent: the parameter value, the reading's value
 
 
 @dataclass
@@ -90,58 +78,29 @@ def _populate(url: str, data_dir: Path) -> Site:
         engine.dispose()
 
 
-class Client(threading.Thread):
+class Client(LoadClient):
     """One operator and one unit taking turns, as fast as the server answers."""
 
-    def __init__(self, url: str, site: Site, index: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.site = site
-        self.unit = site.units[index]
-        self.index = index
-        self.stop_event = stop
-        self.calls: list[Call] = []
-        self.values = itertools.count(index * 1_000_000 + 1)
+    actions = ACTIONS
+    request_timeout = REQUEST_TIMEOUT
 
-    def rotated(self) -> tuple[str, ...]:
-        """ACTIONS, starting at a different one for each client."""
-        i = self.index % len(ACTIONS)
-        return ACTIONS[i:] + ACTIONS[:i]
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT) as http:
-            for kind in itertools.cycle(self.rotated()):
-                if self.stop_event.is_set():
-                    return
-                call = self.one(http, kind)
-                self.calls.append(call)
-                if call.status == 503:
-                    self.stop_event.wait(0.05)  # a unit would honour Retry-After; not that long
-
-    def one(self, http: httpx.Client, kind: str) -> Call:
+    def send(self, http: httpx.Client, kind: str, value: int) -> httpx.Response:
         imei = self.unit.product_imei
         device = unit_auth(self.unit)
-        value = next(self.values)
         ptype = self.site.parameter_type_id
-        started = time.monotonic()
-        try:
-            if kind == "list":
-                q = '{"filters": [{"name": "product_imei", "op": "like", "val": "99%"}]}'
-                r = http.get("/v1/products", params={"q": q}, headers=self.site.admin)
-            elif kind == "set":
-                body = {"parameter_type_id": ptype, "value": value}
-                r = http.post(f"/v1/products/{imei}/parameters", json=body, headers=self.site.admin)
-            elif kind == "rc_get":
-                r = http.get("/v1/rc_data", headers=device)
-            elif kind == "upload":
-                body = {"fields": {"v": [[T0_MS + value * 1000, float(value)]]}}
-                r = http.post("/v1/rm_data", json=body, headers=device)
-            else:
-                body = {"product_parameters": [{"parameter_type_id": ptype, "value": 1}]}
-                r = http.post("/v1/rc_data", json=body, headers=device)
-        except httpx.HTTPError as exc:
-            return Call(kind, started, time.monotonic(), None, repr(exc), {}, value)
-        return Call(kind, started, time.monotonic(), r.status_code, r.text, dict(r.headers), value)
+        if kind == "list":
+            q = '{"filters": [{"name": "product_imei", "op": "like", "val": "99%"}]}'
+            return http.get("/v1/products", params={"q": q}, headers=self.site.admin)
+        if kind == "set":
+            body = {"parameter_type_id": ptype, "value": value}
+            return http.post(f"/v1/products/{imei}/parameters", json=body, headers=self.site.admin)
+        if kind == "rc_get":
+            return http.get("/v1/rc_data", headers=device)
+        if kind == "upload":
+            body = {"fields": {"v": [[T0_MS + value * 1000, float(value)]]}}
+            return http.post("/v1/rm_data", json=body, headers=device)
+        body = {"product_parameters": [{"parameter_type_id": ptype, "value": 1}]}
+        return http.post("/v1/rc_data", json=body, headers=device)
 
 
 def _wait_until_served(clients: list[Client], since: float, deadline: float) -> float:
