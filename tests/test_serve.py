@@ -3,15 +3,11 @@ and SIGTERM lets a request in flight finish."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,70 +15,18 @@ import httpx
 import pytest
 
 from solarfleet import __version__
+from tests.faults.services import BIN, Server, server_env
 
-BIN = Path(sys.executable).parent / "solarfleet"
 PASSWORD = "correct horse battery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLARFLEET_")}
-    env.update(
-        SOLARFLEET_DATA_DIR=str(data_dir),
-        SOLARFLEET_ARGON2_TIME_COST="1",
-        SOLARFLEET_ARGON2_MEMORY_KIB="64",
-    )
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    data_dir: Path
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    if not BIN.exists():
-        pytest.skip(f"{BIN} is not installed")
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/v1/auth/validate_user", params={"username": "x"}, timeout=2)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.communicate()[0].decode(errors="replace")
-                pytest.fail(f"solarfleet serve did not start:\n{output}")
-            time.sleep(0.1)
+    running = Server(tmp_path)
     try:
-        yield Server(process, url, tmp_path)
+        yield running
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout:
-            process.stdout.close()
+        running.stop()
 
 
 def _no_internals(r: httpx.Response) -> None:
@@ -132,7 +76,7 @@ def _create_slow_user(server: Server, username: str) -> None:
     """A user whose password hash takes a while to verify (its argon2 cost is in the hash)."""
     subprocess.run(
         [str(BIN), "users", "create", "--username", username, "--password", PASSWORD],
-        env=_env(
+        env=server_env(
             server.data_dir,
             SOLARFLEET_ARGON2_TIME_COST="24",
             SOLARFLEET_ARGON2_MEMORY_KIB="65536",

@@ -242,6 +242,7 @@ class Server:
     def __init__(self, data_dir: Path, **env: str) -> None:
         if not BIN.exists():
             pytest.skip(f"{BIN} is not installed")
+        self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / f"serve-{self.port}.log"
