@@ -25,6 +25,29 @@ from typing import Any
 SERVER_ENV = ("SOLARFLEET_DATABASE_URL", "SOLARFLEET_INFLUX_URL", "SOLARFLEET_INFLUX_DATABASE")
 
 
+# -- the caller -------------------------------------------------------------------------------
+
+
+def api_user(
+    session: Any, settings: Any, username: str, permissions: str = "SYSTEM", by: str = "bench"
+) -> str:
+    """A GLOBAL user who never logs in with a password (flushed, not committed); its token."""
+    from solarfleet.auth.models import User
+    from solarfleet.auth.tokens import issue_token
+
+    user = User(
+        username=username,
+        permissions=permissions,
+        user_product_visibility="GLOBAL",
+        password_hash="!unusable",
+        created_by=by,
+    )
+    session.add(user)
+    session.flush()
+    token, _ = issue_token(session=session, user=user, settings=settings)
+    return token
+
+
 # -- the machine ------------------------------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ from typing import Any
 
 import httpx
 import orjson
-from _common import Latencies, free_port, machine, start_server, stop_server, wait_ready
+from _common import Latencies, api_user, free_port, machine, start_server, stop_server, wait_ready
 from _common import run_for as run_ops
 from sqlalchemy import event, insert
 
@@ -61,9 +61,7 @@ import solarfleet.models  # noqa: F401  (every table known to the metadata)
 from solarfleet.api import crud
 from solarfleet.api.query import parse_q
 from solarfleet.api.registry import REGISTRY
-from solarfleet.auth.models import User
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.tokens import issue_token
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.fleet.models import Product, ProductType
 from solarfleet.schema import upgrade
@@ -137,16 +135,7 @@ def build_database(data_dir: Path, rows: int, seed: int) -> tuple[str, str]:
         if batch:
             conn.execute(insert(Product.__table__), batch)
     with make_sessionmaker(engine)() as session:
-        user = User(
-            username=USERNAME,
-            permissions="SYSTEM",
-            user_product_visibility="GLOBAL",
-            password_hash="!unusable",  # the bench never logs in with a password
-            created_by="bench",
-        )
-        session.add(user)
-        session.flush()
-        token, _ = issue_token(session=session, user=user, settings=settings)
+        token = api_user(session, settings, USERNAME)
         session.commit()
     with engine.connect() as conn:  # fresh statistics, as a maintained deployment would have
         conn.exec_driver_sql("ANALYZE")

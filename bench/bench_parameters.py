@@ -70,6 +70,7 @@ import httpx
 import orjson
 from _common import (
     Latencies,
+    api_user,
     free_port,
     machine,
     server_errors,
@@ -81,9 +82,7 @@ from _common import (
 from sqlalchemy import event
 
 import solarfleet.models  # noqa: F401  (every table known to the metadata)
-from solarfleet.auth.models import User
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.tokens import issue_token
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.parameters import history
 from solarfleet.parameters.service import PART_FIELDS, PRODUCT_FIELDS
@@ -230,16 +229,7 @@ def build_database(data_dir: Path, args: argparse.Namespace) -> tuple[str, str, 
     engine = make_engine(url)
     upgrade(engine)
     with make_sessionmaker(engine)() as session:
-        user = User(
-            username=USERNAME,
-            permissions="SYSTEM",
-            user_product_visibility="GLOBAL",
-            password_hash="!unusable",  # the bench never logs in with a password
-            created_by="bench",
-        )
-        session.add(user)
-        session.flush()
-        token, _ = issue_token(session=session, user=user, settings=settings)
+        token = api_user(session, settings, USERNAME)
         session.commit()
     engine.dispose()
     db_path = url.removeprefix("sqlite:///")

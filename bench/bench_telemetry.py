@@ -105,6 +105,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    api_user,
     free_port,
     load,
     machine,
@@ -144,8 +145,6 @@ def build_database(data_dir: Path, units: int) -> str:
     from sqlalchemy import insert
 
     import solarfleet.models  # noqa: F401  (every table known to the metadata)
-    from solarfleet.auth.models import User
-    from solarfleet.auth.tokens import issue_token
     from solarfleet.db import make_engine, make_sessionmaker, utcnow
     from solarfleet.fleet.models import Product, ProductType
     from solarfleet.schema import upgrade
@@ -174,16 +173,7 @@ def build_database(data_dir: Path, units: int) -> str:
                 for i in range(units)
             ],
         )
-        user = User(
-            username=USERNAME,
-            permissions="SYSTEM",
-            user_product_visibility="GLOBAL",
-            password_hash="!unusable",  # the bench never logs in with a password
-            created_by="bench",
-        )
-        session.add(user)
-        session.flush()
-        token, _ = issue_token(session=session, user=user, settings=settings)
+        token = api_user(session, settings, USERNAME)
         session.commit()
     engine.dispose()
     return token

@@ -72,6 +72,7 @@ from typing import Any
 import httpx
 from _common import (
     Latencies,
+    api_user,
     free_port,
     machine,
     server_errors,
@@ -154,8 +155,6 @@ def build_fleet(url: str, data_dir: Path, units: int, operators: int) -> Fleet:
     from sqlalchemy import select
 
     import solarfleet.models  # noqa: F401  (every table known to the metadata)
-    from solarfleet.auth.models import User
-    from solarfleet.auth.tokens import issue_token
     from solarfleet.db import make_engine, make_sessionmaker
     from solarfleet.fleet.demo import load_demo
     from solarfleet.fleet.models import ParameterType, Product
@@ -171,17 +170,7 @@ def build_fleet(url: str, data_dir: Path, units: int, operators: int) -> Fleet:
     tokens = []
     with sessions() as session:
         for i in range(operators):
-            user = User(
-                username=f"operator-{i}@load.local",
-                permissions="ADMIN",
-                user_product_visibility="GLOBAL",
-                password_hash="!unusable",  # the load never logs in with a password
-                created_by="load",
-            )
-            session.add(user)
-            session.flush()
-            token, _ = issue_token(session=session, user=user, settings=settings)
-            tokens.append(token)
+            tokens.append(api_user(session, settings, f"operator-{i}@load.local", "ADMIN", "load"))
         session.commit()
         rows = session.execute(
             select(Product.product_imei, Product.device_key, Product.created_at).order_by(
