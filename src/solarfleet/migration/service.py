@@ -281,30 +281,29 @@ def migrate_units(
                 part = [p for p in merged if first <= p.time_us <= last]
                 replace[plan.imei] = (first, last + 1, part)
         if replace or append:
-            plans = _before_commit(
+            lost = _before_commit(
                 sessions=sessions,
-                plans=plans,
-                writing=[*replace, *append],
-                append=append,
+                plans=[plan for plan in plans if plan.imei in replace or plan.imei in append],
+                appending=append.keys(),
                 holder=holder,
                 lease_seconds=lease_seconds,
             )
-            kept = {plan.imei for plan in plans}
-            replace = {imei: w for imei, w in replace.items() if imei in kept}
-            append = {imei: points for imei, points in append.items() if imei in kept}
             checkpoint("batch.pending")
-        report.written = len(replace) + len(append)
-        if replace or append:
-            report.commit = archive.commit(replace=replace, append=append, checkpoint=checkpoint)
+            if lost:  # another worker's units now: not written, not booked here
+                plans = [plan for plan in plans if plan.imei not in lost]
+                for units in (replace, append, newest):
+                    for imei in lost & units.keys():
+                        del units[imei]
+            report.written = len(replace) + len(append)
+            if replace or append:
+                report.commit = archive.commit(
+                    replace=replace, append=append, checkpoint=checkpoint
+                )
         checkpoint("batch.archived")
         now = utcnow()
         with write_session(sessions) as session:
             mine = {plan.imei for plan in plans}
-            _raise_watermarks(
-                session=session,
-                newest={imei: us for imei, us in newest.items() if imei in mine},
-                now=now,
-            )
+            _raise_watermarks(session=session, newest=newest, now=now)
             report.marks_cleared = dirty.clear_if_unchanged_many(
                 session=session,
                 versions={plan.imei: plan.mark[1] for plan in plans if plan.mark is not None},
@@ -326,16 +325,16 @@ def migrate_units(
 def _before_commit(
     *,
     sessions: sessionmaker[Session],
-    plans: list[UnitWindow],
-    writing: Sequence[str],
-    append: Mapping[str, Sequence[Point]],
+    plans: Sequence[UnitWindow],
+    appending: Iterable[str],
     holder: str,
     lease_seconds: float,
-) -> list[UnitWindow]:
+) -> set[str]:
     """Just before the archive commit, in one transaction: renew the leases of the units about
-    to be written, and record the units about to be appended to as pending. The plans of the
-    units whose lease went to another worker meanwhile (a batch slower than its lease) are
-    left out: they are that worker's now, and writing them too could archive readings twice."""
+    to be written (``plans``), and record those about to be appended to as pending. Returns the
+    units whose lease went to another worker meanwhile (a batch slower than its lease): they
+    are that worker's now, and writing them too could archive readings twice."""
+    writing = [plan.imei for plan in plans]
     with write_session(sessions) as session:
         held = set(
             leases.still_held(session=session, imeis=writing, holder=holder, seconds=lease_seconds)
@@ -343,19 +342,21 @@ def _before_commit(
         lost = set(writing) - held
         if lost:
             log.warning("leases lost before the archive commit, units left out: %s", sorted(lost))
-        appending = [plan for plan in plans if plan.imei in append and plan.imei in held]
-        if appending:
+        appended = set(appending) & held
+        if appended:
             session.execute(
-                delete(MigrationPending).where(
-                    MigrationPending.product_imei.in_([plan.imei for plan in appending])
-                )
+                delete(MigrationPending).where(MigrationPending.product_imei.in_(appended))
             )
             session.execute(
                 insert(MigrationPending),
-                [{"product_imei": plan.imei, "since_us": plan.start_us} for plan in appending],
+                [
+                    {"product_imei": plan.imei, "since_us": plan.start_us}
+                    for plan in plans
+                    if plan.imei in appended
+                ],
             )
         session.commit()
-    return [plan for plan in plans if plan.imei not in lost]
+    return lost
 
 
 def _raise_watermarks(*, session: Session, newest: Mapping[str, int], now: datetime) -> None:
@@ -364,8 +365,8 @@ def _raise_watermarks(*, session: Session, newest: Mapping[str, int], now: datet
         return
     table = ProductMigrationHistory.__table__
     postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
-    stmt = insert(table).values(
+    upsert = pg_insert if postgres else sqlite_insert
+    stmt = upsert(table).values(
         [
             {
                 "product_imei": imei,
