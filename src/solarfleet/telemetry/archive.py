@@ -18,7 +18,7 @@ rows by ``imei = X AND time in window``: Iceberg prunes to the files of X's buck
 of the window, and rewrites only those files that really hold a row of X in the window. With
 ``day(time)`` alone every file of a day holds every unit, so each late upload rewrote the whole
 fleet's day; with ``identity(imei)`` every commit wrote a file per unit (thousands of tiny
-files). Measured numbers are in the migration's report (bench notes in ``replace_windows``).
+files). Measured numbers are in the migration's report (bench notes in ``commit``).
 
 Commits are expensive compared to their payload (a metadata file, a manifest list, manifests,
 a catalog row update), so the migration replaces the windows of many units in ONE commit.
@@ -364,17 +364,6 @@ class Archive:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def replace_windows(
-        self,
-        windows: Mapping[str, tuple[int, int, Sequence[Point]]],
-        *,
-        checkpoint: Checkpoint = _noop,
-        properties: Mapping[str, str] | None = None,
-    ) -> CommitStats:
-        """In ONE atomic commit, make each unit's rows in its window ``[start, end)`` exactly the
-        given points (same identity twice: the last one wins)."""
-        return self.commit(replace=windows, checkpoint=checkpoint, properties=properties)
-
     def commit(
         self,
         *,
@@ -383,8 +372,9 @@ class Archive:
         checkpoint: Checkpoint = _noop,
         properties: Mapping[str, str] | None = None,
     ) -> CommitStats:
-        """In ONE atomic commit: replace each unit's window of ``replace`` (as
-        :meth:`replace_windows`) and add the points of ``append`` as they are.
+        """In ONE atomic commit: make each unit's rows in its window ``[start, end)`` of
+        ``replace`` exactly the given points (same identity twice: the last one wins), and add
+        the points of ``append`` as they are.
 
         Appending reads nothing and rewrites no file, and is the usual case of a migration pass
         (new readings, later than anything archived for their unit); the caller guarantees that
