@@ -142,6 +142,7 @@ class MaintenanceReport:
     files_removed: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
 def tags_json(tags: Tags) -> str:
     """The canonical JSON of a tag set: keys sorted, no spaces."""
     return json.dumps(dict(tags), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -183,14 +184,10 @@ def points_to_arrow(points: Iterable[Point]) -> pa.Table:
     ints: list[int | None] = []
     bools: list[bool | None] = []
     strs: list[str | None] = []
-    tag_text: dict[Tags, str] = {}
     for p in points:
         imeis.append(p.imei)
         measurements.append(p.measurement)
-        text = tag_text.get(p.tags)
-        if text is None:
-            text = tag_text[p.tags] = tags_json(p.tags)
-        tags.append(text)
+        tags.append(tags_json(p.tags))
         fields.append(p.field)
         times.append(p.time_us)
         v = p.value

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 
 from solarfleet.errors import ServiceUnavailable
@@ -51,10 +52,13 @@ DO UPDATE SET kind = excluded.kind, value = excluded.value
 DAY = f"(CASE WHEN time_us >= 0 THEN time_us / {US_PER_DAY} ELSE -((-time_us - 1) / {US_PER_DAY}) - 1 END)"  # noqa: E501
 
 
+# A fleet has few distinct tag sets: each is encoded and decoded once, not once per reading.
+@lru_cache(maxsize=4096)
 def encode_tags(tags: Tags) -> str:
     return json.dumps([list(pair) for pair in tags], ensure_ascii=False, separators=(",", ":"))
 
 
+@lru_cache(maxsize=4096)
 def decode_tags(text: str) -> Tags:
     return tuple((str(k), str(v)) for k, v in json.loads(text))
 
@@ -125,16 +129,12 @@ class EmbeddedHotStore:
         unique, kinds = rules.prepare(points)
         if not unique:
             return 0
-        tag_text: dict[Tags, str] = {}
-        for p in unique:
-            if p.tags not in tag_text:
-                tag_text[p.tags] = encode_tags(p.tags)
         rows = [
             (
                 p.imei,
                 p.time_us,
                 p.measurement,
-                tag_text[p.tags],
+                encode_tags(p.tags),
                 p.field,
                 kinds[(p.measurement, p.field)],
                 int(p.value) if isinstance(p.value, bool) else p.value,
