@@ -8,7 +8,7 @@ from tests.factories import Factory
 from tests.faults.services import Server
 
 
-def test_a_user_made_in_process_is_known_to_the_served_api(served: Server, factory: Factory) -> None:
+def test_a_user_made_in_process_is_known_to_the_server(served: Server, factory: Factory) -> None:
     headers = factory.headers("OVERVIEW")
     with httpx.Client(base_url=served.url, timeout=10) as http:
         assert http.get("/v1/entities").status_code == 401
