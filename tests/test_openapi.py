@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
@@ -96,3 +98,43 @@ def test_a_validation_error_is_a_documented_400(client: TestClient) -> None:
     assert r.status_code == 400 and r.json()["status"] == "error"
     documented = client.get("/openapi.json").json()["paths"]["/v1/auth/login"]["post"]
     assert "400" in documented["responses"]
+
+
+PUBLIC = {("/v1/auth/login", "post"), ("/v1/auth/validate_user", "get")}
+UNIT_ROUTES = {("/v1/rc_data", "get"), ("/v1/rc_data", "post"), ("/v1/rm_data", "post")}
+
+
+def test_security_schemes_are_declared_so_that_authorize_works(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"] == {
+        "Token": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token token=<API_token>`, the API_token from POST /v1/auth/login",
+        },
+        "UnitBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Units: HTTP Basic with the IMEI as user name and the unit's device_key",
+        },
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if (path, method) in PUBLIC:
+                expected = None
+            elif (path, method) in UNIT_ROUTES:
+                expected = [{"UnitBasic": []}]
+            else:
+                expected = [{"Token": []}]
+            assert operation.get("security") == expected, (path, method)
+
+
+def test_docs_fetch_nothing_from_the_internet(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assert "https://" not in html.text and "http://" not in html.text, page
+        for asset in re.findall(r'(?:src|href)="([^"]+)"', html.text):
+            assert asset.startswith("/static-offline-docs/"), (page, asset)
+            assert client.get(asset).status_code == 200, asset

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -37,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
     engine = make_engine(settings.effective_database_url)
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from the installed package, not from a CDN:
+    # they work on a site with no internet.
+    app = FastAPIOffline(
         title="solarfleet",
         version=__version__,
         description="Backend for fleets of pay-as-you-go solar home systems; "

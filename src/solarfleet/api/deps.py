@@ -3,7 +3,8 @@
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.principal import Principal
@@ -29,10 +30,22 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_principal(request: Request) -> Principal:
+# Declared as a security scheme so that the OpenAPI document (and /docs' Authorize button) knows
+# how callers authenticate; the header's value is checked by ``authenticate``, not by FastAPI.
+TOKEN_HEADER = APIKeyHeader(
+    name="Authorization",
+    scheme_name="Token",
+    description="`Token token=<API_token>`, the API_token from POST /v1/auth/login",
+    auto_error=False,
+)
+
+
+def get_principal(
+    request: Request, authorization: Annotated[str | None, Security(TOKEN_HEADER)]
+) -> Principal:
     return authenticate(
         factory=request.app.state.sessions,
-        header=request.headers.get("authorization"),
+        header=authorization,
         settings=request.app.state.settings,
     )
 
