@@ -131,6 +131,8 @@ def _describe(errors: Any) -> str:
     if kind == "extra_forbidden":
         return f"Unknown field {'.'.join(loc)!r}"
     if kind == "missing":
+        if not loc:  # the body itself
+            return "Missing JSON body: send a JSON object (Content-Type: application/json)"
         return f"Missing field {'.'.join(loc)!r}"
     where = f" for {'.'.join(loc)!r}" if loc else ""
     return f"Invalid value{where}: {first.get('msg', 'invalid')}"

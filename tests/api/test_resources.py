@@ -136,6 +136,16 @@ def test_missing_required_field(client: TestClient, factory_headers: dict[str, s
     assert r.json() == {"status": "error", "message": "Missing field 'product_type_id'"}
 
 
+@pytest.mark.parametrize("path", ["/v1/products", "/v1/entities"])
+def test_missing_body_says_so(client: TestClient, system: dict[str, str], path: str) -> None:
+    r = client.post(path, headers=system)
+    assert r.status_code == 400
+    assert r.json() == {
+        "status": "error",
+        "message": "Missing JSON body: send a JSON object (Content-Type: application/json)",
+    }
+
+
 @pytest.mark.parametrize(
     "raw", [b"{", b"not json", b'{"product_imei": "1",}', b"[1, 2]", b'"text"', b""]
 )
