@@ -11,9 +11,11 @@ criterion (the caller's scope) every row of a model must meet, wherever it is re
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -26,15 +28,19 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    false,
     func,
     literal,
+    not_,
     or_,
+    true,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import RelationshipProperty, aliased
 from sqlalchemy.sql.elements import KeyedColumnElement
 
+from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest
 from solarfleet.timeparse import parse_instant
 
@@ -64,6 +70,13 @@ COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "<=": lambda col, v: col <= v,
 }
 
+SQL_NOW: dict[str, Callable[[], datetime]] = {
+    "CURRENT_TIMESTAMP": utcnow,
+    "LOCALTIMESTAMP": utcnow,  # the server's zone is UTC, as every stored instant
+    "CURRENT_DATE": lambda: utcnow().replace(hour=0, minute=0, second=0, microsecond=0),
+}
+
+URL_PARAMETERS = {"page", "results_per_page"}  # asked for in q, they would be silently ignored
 QUERY_KEYS = {"filters", "order_by", "group_by", "limit", "offset", "single"}
 
 
@@ -103,9 +116,14 @@ def parse_q(raw: str | None) -> dict[str, Any]:
         raise BadRequest(f"q is not valid JSON: {exc}") from None
     if not isinstance(q, dict):
         raise BadRequest("q must be a JSON object")
-    unknown = set(q) - QUERY_KEYS
-    if unknown:
-        raise BadRequest(f"Unknown key in q: {sorted(unknown)[0]!r}")
+    # Other keys are ignored, as the original did (scripts send e.g. its "functions"), except a
+    # near-miss of a key we know: a misspelt "filters" would silently answer every row.
+    for key in sorted(set(q) - QUERY_KEYS):
+        if key in URL_PARAMETERS:
+            raise BadRequest(f"{key!r} is a URL parameter (?{key}=…), not a key of q")
+        near = difflib.get_close_matches(key, QUERY_KEYS, n=1, cutoff=0.75)
+        if near:
+            raise BadRequest(f"Unknown key in q: {key!r}; did you mean {near[0]!r}?")
     return q
 
 
@@ -120,9 +138,11 @@ def compile_query(q: Mapping[str, Any], model: type, catalog: Catalog) -> Compil
     scope = catalog.scope(model)
     if scope is not None:
         out.where.append(scope)
-    out.limit = _non_negative_int(q.get("limit"), "limit")
+    out.limit = _non_negative_int(q.get("limit"), "limit") or None  # 0: no limit, as the original
     out.offset = _non_negative_int(q.get("offset"), "offset") or 0
     single = q.get("single", False)
+    if single in (0, 1):  # the original took any truthy value; 1 and 0 are what scripts send
+        single = bool(single)
     if not isinstance(single, bool):
         raise BadRequest("single must be true or false")
     out.single = single
@@ -135,6 +155,8 @@ def compile_query(q: Mapping[str, Any], model: type, catalog: Catalog) -> Compil
 def _non_negative_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)  # the original accepted integral strings
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadRequest(f"{name} must be a non-negative integer, got {value!r}")
     return value
@@ -163,8 +185,10 @@ class _Compiler:
             if len(node) != 1:
                 raise BadRequest(f"A boolean filter has one key, 'or' or 'and': {_show(node)}")
             key, parts = next(iter(node.items()))
-            if not isinstance(parts, list) or not parts:
-                raise BadRequest(f"'{key}' needs a non-empty list of filters")
+            if not isinstance(parts, list):
+                raise BadRequest(f"'{key}' needs a list of filters")
+            if not parts:  # no condition, as the original
+                return true()
             clauses = [self.filter(p, entity, depth + 1) for p in parts]
             return or_(*clauses) if key == "or" else and_(*clauses)
         return self._leaf(node, entity, depth)
@@ -187,6 +211,10 @@ class _Compiler:
                 if rest_head not in self.catalog.relations(target_model) or "__" in rest:
                     inner["op"] = "=="
             return self._through(entity, head, lambda alias: self.filter(inner, alias, depth + 1))
+        if op in ("is_null", "is_not_null") and name in self.catalog.relations(model):
+            # a relation itself: no related row (in scope) at all, or some
+            some = self._through(entity, name, lambda _alias: true())
+            return not_(some) if op == "is_null" else some
         if op in ("has", "any"):
             self._relation_target(model, name)
             if "val" not in node:
@@ -324,7 +352,11 @@ def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> 
     if op in ("in", "not_in"):
         if not isinstance(val, list):
             raise BadRequest(f"'{op}' on {name!r} needs a list in 'val', got {_show(val)}")
-        values = [coerce(column, name, v) for v in val]
+        # A null in the list matches nothing, as in SQL (and the original): it drops out of
+        # `in`, and makes `not_in` false for every row.
+        if op == "not_in" and None in val:
+            return false()
+        values = [coerce(column, name, v) for v in val if v is not None]
         return column.in_(values) if op == "in" else column.not_in(values)
     if op in ("like", "ilike"):
         if not isinstance(col_type, String):
@@ -357,6 +389,8 @@ def coerce(column: Any, name: str, value: Any) -> Any:
         if isinstance(col_type, Float):
             return _to_float(value)
         if isinstance(col_type, DateTime):
+            if isinstance(value, str) and value in SQL_NOW:  # the original turned these into the SQL functions
+                return SQL_NOW[value]()
             return parse_instant(value)
         if isinstance(col_type, String):
             if isinstance(value, bool) or not isinstance(value, str | int):
