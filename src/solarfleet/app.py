@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from solarfleet import __version__
 from solarfleet.api import openapi
+from solarfleet.api.in_flight import InFlight
 from solarfleet.api.limits import BodySizeLimit
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
@@ -37,7 +38,9 @@ log = logging.getLogger("solarfleet")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(
+        settings.effective_database_url, statement_timeout=settings.statement_timeout_seconds
+    )
     # /docs and /redoc with their scripts served from the installed package, not from a CDN:
     # they work on a site with no internet.
     app = FastAPIOffline(
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.registry = REGISTRY
+    app.state.in_flight = InFlight(settings.query_max_in_flight_per_user)
     app.state.hot_store = make_hot_store(settings)
     app.state.archive_reader = make_archive_reader(settings)
     app.include_router(auth_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from solarfleet.errors import BadRequest
 
 log = logging.getLogger("solarfleet")
 
@@ -66,14 +69,102 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and proper write locking."""
+def make_engine(url: str, *, statement_timeout: float = 0, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, WAL and proper write locking.
+
+    ``statement_timeout`` (seconds, 0: none) stops every statement that runs longer, on the
+    database's side, and raises :class:`BadRequest` naming the limit (see :func:`_deadline`).
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    else:
+        if statement_timeout > 0:
+            options = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "options": options}
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    if statement_timeout > 0:
+        _deadline(engine, statement_timeout)
+    return engine
+
+
+STATEMENT_TIMEOUT_SETTING = "SOLARFLEET_STATEMENT_TIMEOUT_SECONDS"
+# SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
+_PROGRESS_STEPS = 10_000
+_QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement stopped by statement_timeout
+
+
+class _SqliteDeadline:
+    """When the statement running on one SQLite connection must stop (None: no deadline)."""
+
+    __slots__ = ("at", "hit")
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.hit = False
+
+    def __call__(self) -> int:  # the progress handler: non-zero interrupts the statement
+        if self.at is not None and time.monotonic() > self.at:
+            self.hit = True
+            return 1
+        return 0
+
+    def reset(self, *_args: Any) -> None:
+        self.at = None
+        self.hit = False
+
+
+def _deadline(engine: Engine, seconds: float) -> None:
+    """Every statement on ``engine`` stops past ``seconds`` and raises a 400 naming the limit.
+
+    PostgreSQL stops it itself (``statement_timeout``, set on each connection). SQLite has no
+    such setting: a progress handler interrupts the statement once its deadline has passed, so
+    the thread running it stops working too. The deadline is set when a statement starts and
+    holds while its rows are fetched; COMMIT and ROLLBACK are never interrupted.
+    """
+    message = (
+        f"A statement of this request ran longer than {seconds:g} s; the limit is {seconds:g} s"
+        f" ({STATEMENT_TIMEOUT_SETTING}): narrow the query"
+    )
+    sqlite = engine.dialect.name == "sqlite"
+
+    if sqlite:
+
+        @event.listens_for(engine, "connect")
+        def install(dbapi_conn: Any, record: Any) -> None:
+            state = _SqliteDeadline()
+            record.info["solarfleet_deadline"] = state
+            dbapi_conn.set_progress_handler(state, _PROGRESS_STEPS)
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def start(conn: Any, *_args: Any) -> None:
+            state = conn.info.get("solarfleet_deadline")
+            if state is not None:
+                state.hit = False
+                state.at = time.monotonic() + seconds
+
+        def clear(conn: Any, *_args: Any) -> None:
+            state = conn.info.get("solarfleet_deadline")
+            if state is not None:
+                state.reset()
+
+        event.listen(engine, "commit", clear)
+        event.listen(engine, "rollback", clear)
+        event.listen(engine.pool, "checkin", lambda _c, record: clear(record))
+
+    @event.listens_for(engine, "handle_error")
+    def timed_out(ctx: ExceptionContext) -> None:
+        orig = ctx.original_exception
+        if sqlite:
+            conn = ctx.connection
+            state = conn.info.get("solarfleet_deadline") if conn is not None else None
+            if state is None or not state.hit:
+                return
+        elif getattr(orig, "sqlstate", None) != _QUERY_CANCELED:
+            return
+        log.warning("statement stopped after %g s: %s", seconds, orig)
+        raise BadRequest(message) from None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024  # uploads of 50,000 points fit well within this
     default_page_size: int = 10
     max_page_size: int = 1000
+    # The query language's cost limits (api/query.py): past one, a list answers 400 naming it.
+    query_max_length: int = 256 * 1024  # characters of the raw q
+    query_max_filters: int = 256  # filter objects, boolean ones included
+    query_max_nesting: int = 16  # levels of and/or/has/any
+    query_max_relation_hops: int = 3  # relations followed from the listed table, has/any included
+    query_max_relations: int = 32  # relations followed in one q (each a subquery or join)
+    query_max_values: int = 10_000  # in / not_in values (PostgreSQL binds at most 65535)
+    query_max_order_by: int = 16
+    query_max_group_by: int = 16
+    # Every SQL statement of a request is stopped after this long (PostgreSQL statement_timeout,
+    # an SQLite progress handler) and answers 400 naming the limit; 0 turns it off.
+    statement_timeout_seconds: float = 10.0
+    # List requests one user may have running at once (per API process); more answer 429.
+    query_max_in_flight_per_user: int = 4
 
     @property
     def effective_database_url(self) -> str:

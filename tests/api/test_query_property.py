@@ -48,8 +48,8 @@ PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 FLOATS = [-10.5, -1.0, 0.0, 0.5, 1.0, 2.25, 45.0]
-# No backslash: PostgreSQL's LIKE treats it as an escape character, SQLite's does not.
-ALPHABET = "aAbB_%-"
+# A backslash is an ordinary character of a pattern, on SQLite as on PostgreSQL.
+ALPHABET = "aAbB_%-\\"
 TYPE_NAMES = ["Alpha", "beta", "alphabet"]
 FIELDS = {
     "gps_lat": "float",

@@ -10,11 +10,18 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Select, exists, func, select
+from sqlalchemy import JSON, BigInteger, Select, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from solarfleet.api.query import CompiledQuery, coerce, compile_query, first_of_each_group
+from solarfleet.api.query import (
+    DEFAULT_LIMITS,
+    CompiledQuery,
+    QueryLimits,
+    coerce,
+    compile_query,
+    first_of_each_group,
+)
 from solarfleet.api.spec import Registry, ResourceSpec
 from solarfleet.auth.principal import Principal
 from solarfleet.db import utcnow
@@ -36,6 +43,9 @@ def parse_key(spec: ResourceSpec, raw: str) -> Any:
     key = int(raw[:30])  # a longer run of digits is out of range anyway
     if len(raw) > 30 or not 0 <= key < 2**63:
         raise BadRequest(f"Invalid {spec.primary_key.key} {raw!r}: out of range")
+    if key >= 2**31 and not isinstance(spec.primary_key.type, BigInteger):
+        # No row has it (a 32-bit key); PostgreSQL would refuse to compare it, SQLite finds none.
+        raise NotFound(f"No {spec.name} with {spec.primary_key.key} {key}")
     return key
 
 
@@ -90,12 +100,13 @@ def list_rows(
     page: int,
     per_page: int,
     as_of: datetime | None = None,
+    limits: QueryLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any] | Any:
     """A page in the list shape, or the bare object when ``q`` asks for ``single``.
 
     With ``as_of`` (history tables only), the rows in force at that instant, as they were then.
     """
-    compiled = compile_query(q, spec.model, registry.catalog(principal))  # includes the scope
+    compiled = compile_query(q, spec.model, registry.catalog(principal), limits)  # with scope
     if as_of is not None:
         if spec.as_of is None:
             raise BadRequest(f"{spec.name} has no history: as_of does not apply")

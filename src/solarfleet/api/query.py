@@ -14,13 +14,14 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ColumnElement,
     DateTime,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    bindparam,
     false,
     func,
     literal,
@@ -44,9 +46,34 @@ from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest
 from solarfleet.timeparse import parse_instant
 
-MAX_DEPTH = 16
-MAX_FILTERS = 256
-MAX_VALUES = 10_000  # in / not_in values per query (PostgreSQL binds at most 65535 parameters)
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one ``q`` may cost; each is the setting ``SOLARFLEET_QUERY_<NAME>`` (settings.py).
+
+    Checked while ``q`` is compiled, before any SQL runs; past one, a 400 names it and its value.
+    """
+
+    max_length: int = 256 * 1024  # characters of the raw q
+    max_filters: int = 256  # filter objects, boolean ones included
+    max_nesting: int = 16  # levels of and / or / has / any
+    max_relation_hops: int = 3  # relations followed from the listed table, has/any included
+    max_relations: int = 32  # relations followed in one q: each a subquery or a join
+    max_values: int = 10_000  # in / not_in values (PostgreSQL binds at most 65535 parameters)
+    max_order_by: int = 16
+    max_group_by: int = 16
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> QueryLimits:
+        return cls(**{f.name: getattr(settings, f"query_{f.name}") for f in fields(cls)})
+
+    def exceeded(self, name: str, what: str) -> BadRequest:
+        """The 400 for ``what`` (a description of the excess) past the limit ``name``."""
+        setting = f"SOLARFLEET_QUERY_{name.upper()}"
+        return BadRequest(f"q: {what}; the limit is {getattr(self, name)} ({setting})")
+
+
+DEFAULT_LIMITS = QueryLimits()
 
 OP_ALIASES: dict[str, str] = {
     "==": "==", "eq": "==", "equals": "==", "equals_to": "==", "equal_to": "==",
@@ -106,10 +133,12 @@ class CompiledQuery:
     single: bool = False
 
 
-def parse_q(raw: str | None) -> dict[str, Any]:
+def parse_q(raw: str | None, limits: QueryLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The ``q`` parameter as a dict (empty when absent)."""
     if raw is None or raw.strip() == "":
         return {}
+    if len(raw) > limits.max_length:
+        raise limits.exceeded("max_length", f"{len(raw)} characters")
     try:
         q = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -127,14 +156,16 @@ def parse_q(raw: str | None) -> dict[str, Any]:
     return q
 
 
-def compile_query(q: Mapping[str, Any], model: type, catalog: Catalog) -> CompiledQuery:
+def compile_query(
+    q: Mapping[str, Any], model: type, catalog: Catalog, limits: QueryLimits = DEFAULT_LIMITS
+) -> CompiledQuery:
     """Turn a parsed ``q`` into criteria, joins and clauses on ``model``."""
-    compiler = _Compiler(catalog, model)
+    compiler = _Compiler(catalog, model, limits)
     out = CompiledQuery()
     filters = q.get("filters", [])
     if not isinstance(filters, list):
         raise BadRequest("filters must be a list")
-    out.where = [compiler.filter(f, model, 0) for f in filters]
+    out.where = [compiler.filter(f, model, 0, ()) for f in filters]
     scope = catalog.scope(model)
     if scope is not None:
         out.where.append(scope)
@@ -163,22 +194,28 @@ def _non_negative_int(value: Any, name: str) -> int | None:
 
 
 class _Compiler:
-    def __init__(self, catalog: Catalog, root: type) -> None:
+    def __init__(self, catalog: Catalog, root: type, limits: QueryLimits) -> None:
         self.catalog = catalog
         self.root = root
+        self.limits = limits
         self.count = 0
         self.values = 0
+        self.relations = 0
         self.joins: list[tuple[Any, Any]] = []
         self._joined: dict[tuple[str, ...], Any] = {}
 
     # -- filters ---------------------------------------------------------------------------
 
-    def filter(self, node: Any, entity: Any, depth: int) -> ColumnElement[bool]:
+    def filter(
+        self, node: Any, entity: Any, depth: int, path: tuple[str, ...]
+    ) -> ColumnElement[bool]:
+        """``node`` on ``entity``, reached from the root through the relations in ``path``."""
         self.count += 1
-        if depth > MAX_DEPTH:
-            raise BadRequest(f"Filters are nested deeper than {MAX_DEPTH} levels")
-        if self.count > MAX_FILTERS:
-            raise BadRequest(f"More than {MAX_FILTERS} filters in one query")
+        limits = self.limits
+        if depth > limits.max_nesting:
+            raise limits.exceeded("max_nesting", f"filters nested {depth} levels deep")
+        if self.count > limits.max_filters:
+            raise limits.exceeded("max_filters", f"more than {limits.max_filters} filters")
         if not isinstance(node, dict):
             raise BadRequest(f"A filter must be an object, got {_show(node)}")
         if "or" in node or "and" in node:
@@ -189,11 +226,13 @@ class _Compiler:
                 raise BadRequest(f"'{key}' needs a list of filters")
             if not parts:  # no condition, as the original
                 return true()
-            clauses = [self.filter(p, entity, depth + 1) for p in parts]
+            clauses = [self.filter(p, entity, depth + 1, path) for p in parts]
             return or_(*clauses) if key == "or" else and_(*clauses)
-        return self._leaf(node, entity, depth)
+        return self._leaf(node, entity, depth, path)
 
-    def _leaf(self, node: dict[str, Any], entity: Any, depth: int) -> ColumnElement[bool]:
+    def _leaf(
+        self, node: dict[str, Any], entity: Any, depth: int, path: tuple[str, ...]
+    ) -> ColumnElement[bool]:
         name = node.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"A filter needs a 'name': {_show(node)}")
@@ -210,10 +249,12 @@ class _Compiler:
                 rest_head = rest.partition("__")[0]
                 if rest_head not in self.catalog.relations(target_model) or "__" in rest:
                     inner["op"] = "=="
-            return self._through(entity, head, lambda alias: self.filter(inner, alias, depth + 1))
+            return self._through(
+                entity, (*path, head), lambda a, p: self.filter(inner, a, depth + 1, p)
+            )
         if op in ("is_null", "is_not_null") and name in self.catalog.relations(model):
             # a relation itself: no related row (in scope) at all, or some
-            some = self._through(entity, name, lambda _alias: true())
+            some = self._through(entity, (*path, name), lambda _a, _p: true())
             return not_(some) if op == "is_null" else some
         if op in ("has", "any"):
             self._relation_target(model, name)
@@ -224,15 +265,19 @@ class _Compiler:
             if not items:
                 raise BadRequest(f"'{op}' on {name!r} needs a filter in 'val'")
             return self._through(
-                entity, name, lambda alias: and_(*[self.filter(i, alias, depth + 1) for i in items])
+                entity,
+                (*path, name),
+                lambda a, p: and_(*[self.filter(i, a, depth + 1, p) for i in items]),
             )
         column = self._column(entity, name)
         if "field" in node:
             return self._field_comparison(node, entity, column, op)
         if op in ("in", "not_in") and isinstance(node.get("val"), list):
             self.values += len(node["val"])
-            if self.values > MAX_VALUES:
-                raise BadRequest(f"More than {MAX_VALUES} values in the lists of one query")
+            if self.values > self.limits.max_values:
+                raise self.limits.exceeded(
+                    "max_values", f"more than {self.limits.max_values} values in in/not_in lists"
+                )
         return _column_criterion(column, name, op, node)
 
     def _field_comparison(
@@ -256,17 +301,36 @@ class _Compiler:
         return COMPARISONS[op](column, other)
 
     def _through(
-        self, entity: Any, relname: str, build: Callable[[Any], ColumnElement[bool]]
+        self,
+        entity: Any,
+        path: tuple[str, ...],
+        build: Callable[[Any, tuple[str, ...]], ColumnElement[bool]],
     ) -> ColumnElement[bool]:
-        """Some row reached through ``relname`` (and in scope) meets what ``build`` makes."""
+        """Some row reached through ``path[-1]`` (and in scope) meets what ``build`` makes."""
+        relname = path[-1]
+        self._follow(path)
         prop = _relationship(entity, relname)
         alias = aliased(prop.mapper.class_)
-        criterion = build(alias)
+        criterion = build(alias, path)
         scope = self.catalog.scope(alias)
         if scope is not None:
             criterion = and_(criterion, scope)
         attr = getattr(entity, relname).of_type(alias)
         return attr.any(criterion) if prop.uselist else attr.has(criterion)
+
+    def _follow(self, path: tuple[str, ...]) -> None:
+        """Count one more relation followed, ``path`` from the root; 400 past a limit."""
+        limits = self.limits
+        if len(path) > limits.max_relation_hops:
+            shown = _clip("__".join(path))
+            raise limits.exceeded(
+                "max_relation_hops", f"relation path {shown!r} has {len(path)} hops"
+            )
+        self.relations += 1
+        if self.relations > limits.max_relations:
+            raise limits.exceeded(
+                "max_relations", f"more than {limits.max_relations} relations followed"
+            )
 
     def _relation_target(self, model: type, relname: str) -> type:
         if relname not in self.catalog.relations(model):
@@ -285,6 +349,8 @@ class _Compiler:
     def order_by(self, specs: Any) -> list[Any]:
         if not isinstance(specs, list):
             raise BadRequest("order_by must be a list of {field, direction} objects")
+        if len(specs) > self.limits.max_order_by:
+            raise self.limits.exceeded("max_order_by", f"{len(specs)} order_by items")
         clauses = []
         for spec in specs:
             if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
@@ -311,6 +377,7 @@ class _Compiler:
             if key not in self._joined:
                 relname = path[depth]
                 self._relation_target(_model_of(entity), relname)
+                self._follow(key)
                 prop = _relationship(entity, relname)
                 if prop.uselist:
                     raise BadRequest(f"Cannot order by {name!r}: {relname!r} is a to-many relation")
@@ -327,6 +394,8 @@ class _Compiler:
     def group_by(self, specs: Any) -> list[Any]:
         if not isinstance(specs, list):
             raise BadRequest("group_by must be a list of {field} objects")
+        if len(specs) > self.limits.max_group_by:
+            raise self.limits.exceeded("max_group_by", f"{len(specs)} group_by items")
         columns = []
         for spec in specs:
             if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
@@ -356,7 +425,9 @@ def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> 
         # `in`, and makes `not_in` false for every row.
         if op == "not_in" and None in val:
             return false()
-        values = [coerce(column, name, v) for v in val if v is not None]
+        values: Any = [coerce(column, name, v) for v in val if v is not None]
+        if any(_beyond_32_bits(col_type, v) for v in values):
+            values = bindparam(None, values, expanding=True, type_=BigInteger())
         return column.in_(values) if op == "in" else column.not_in(values)
     if op in ("like", "ilike"):
         if not isinstance(col_type, String):
@@ -367,6 +438,11 @@ def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> 
             raise BadRequest(
                 f"Invalid pattern {_show(val)} for {name!r}: NUL characters are not allowed"
             )
+        if "\\" in val:
+            # A backslash is an ordinary character of a pattern on every database: PostgreSQL
+            # would read it as an escape (SQLite has none), so it is escaped by itself.
+            val = val.replace("\\", "\\\\")
+            return column.like(val, escape="\\") if op == "like" else column.ilike(val, escape="\\")
         return column.like(val) if op == "like" else column.ilike(val)
     if val is None:
         raise BadRequest(
@@ -375,6 +451,8 @@ def _column_criterion(column: Any, name: str, op: str, node: dict[str, Any]) -> 
     value = coerce(column, name, val)
     if isinstance(col_type, Boolean):  # SQLAlchemy refuses <, > and the like with a bare bool
         value = literal(value, col_type)
+    elif _beyond_32_bits(col_type, value):
+        value = literal(value, BigInteger())
     return COMPARISONS[op](column, value)
 
 
@@ -389,7 +467,7 @@ def coerce(column: Any, name: str, value: Any) -> Any:
         if isinstance(col_type, Float):
             return _to_float(value)
         if isinstance(col_type, DateTime):
-            if isinstance(value, str) and value in SQL_NOW:  # the original turned these into the SQL functions
+            if isinstance(value, str) and value in SQL_NOW:  # the original: SQL functions
                 return SQL_NOW[value]()
             return parse_instant(value)
         if isinstance(col_type, String):
@@ -404,6 +482,21 @@ def coerce(column: Any, name: str, value: Any) -> Any:
 
 
 _INT64 = 2**63
+_INT32 = 2**31
+
+
+def _beyond_32_bits(col_type: Any, value: Any) -> bool:
+    """An integer a 32-bit column cannot hold: bound as a BIGINT, so compared as it is.
+
+    PostgreSQL would cast it to the column's INTEGER and fail; SQLite compares it as it is. As a
+    BIGINT, ``== 3000000000`` matches nothing and ``< 3000000000`` every value, on both.
+    """
+    return (
+        isinstance(col_type, Integer)
+        and not isinstance(col_type, BigInteger)
+        and isinstance(value, int)
+        and not -_INT32 <= value < _INT32
+    )
 
 
 def _to_int(value: Any) -> int:
@@ -474,8 +567,16 @@ def _table(model: type) -> str:
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
-    return text if len(text) <= 80 else text[:77] + "..."
+    """``value`` as JSON for a message, at most 80 characters; never raises."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson refuses more than 254 levels of nesting
+        return f"{'an object' if isinstance(value, dict) else 'a list'} nested too deep to show"
+    return _clip(text)
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def primary_key(model: type) -> KeyedColumnElement[Any]:

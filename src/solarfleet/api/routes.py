@@ -6,13 +6,13 @@ the endpoint signatures at route creation.)
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from solarfleet.api import crud
 from solarfleet.api.deps import SessionDep, SettingsDep, WriteSessionDep, requires
-from solarfleet.api.query import parse_q
+from solarfleet.api.query import QueryLimits, parse_q
 from solarfleet.api.responses import JSONBody
 from solarfleet.api.schemas import ErrorBody, body_models, output_model, page_model
 from solarfleet.api.spec import Registry, ResourceSpec
@@ -55,6 +55,7 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
             summary=f"List {spec.name}",
         )
         def list_rows(
+            request: Request,
             principal: Reader,
             session: SessionDep,
             settings: SettingsDep,
@@ -67,20 +68,23 @@ def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
                 str | None, Query(description=AS_OF_DOC, include_in_schema=has_history)
             ] = None,
         ) -> Response:
-            result = crud.list_rows(
-                session=session,
-                registry=registry,
-                spec=spec,
-                principal=principal,
-                q=parse_q(q),
-                page=crud.page_number(page),
-                per_page=crud.page_size(
-                    results_per_page,
-                    default=settings.default_page_size,
-                    cap=settings.max_page_size,
-                ),
-                as_of=None if as_of is None else crud.parse_as_of(as_of),
-            )
+            limits = QueryLimits.from_settings(settings)
+            with request.app.state.in_flight.slot(principal.user_id):
+                result = crud.list_rows(
+                    session=session,
+                    registry=registry,
+                    spec=spec,
+                    principal=principal,
+                    q=parse_q(q, limits),
+                    page=crud.page_number(page),
+                    per_page=crud.page_size(
+                        results_per_page,
+                        default=settings.default_page_size,
+                        cap=settings.max_page_size,
+                    ),
+                    as_of=None if as_of is None else crud.parse_as_of(as_of),
+                    limits=limits,
+                )
             return JSONBody(result)
 
         @router.get("/{key}", response_model=output_model(spec), summary=f"Get one of {spec.name}")

@@ -32,6 +32,8 @@ def login(
 
     Throttled (429) before the password is verified; see ``solarfleet.auth.throttle``.
     """
+    # No username holds a NUL (PostgreSQL refuses one in text): such a name is an unknown user.
+    username = username.replace("\x00", "\N{REPLACEMENT CHARACTER}")
     with sessions() as session:
         throttle.check(
             session=session, username=username, address=address, settings=settings, now=utcnow()
