@@ -280,6 +280,19 @@ def _params(q: dict[str, Any] | str | None, extra: dict[str, Any]) -> dict[str, 
     return params
 
 
+def test_an_instant_inside_or_is_compared_as_an_instant(pair: Pair) -> None:
+    """Inside `or`/`and` the original did not convert a date given as text, so its SQLite dialect
+    compared it with the stored text, where a space separates date and time: `< "…T…"` then took
+    in the row at that very instant. At the top level, on PostgreSQL (which it ran on) and here,
+    that row is not before itself."""
+    first = pair.ours.get("/v1/products", params={"results_per_page": 1}).json()["objects"][0]
+    leaf = f("created_at", "<", first["created_at"])
+    original, ours = pair.ask("products", _params({"filters": [{"or": [leaf]}]}, {}))
+    assert original.num_results == ours.num_results + 1  # type: ignore[operator]
+    top_level, ours_again = pair.ask("products", _params({"filters": [leaf]}, {}))
+    assert top_level.num_results == ours_again.num_results == ours.num_results
+
+
 @pytest.mark.parametrize(("case", "resource", "q", "extra"), CASES, ids=[c[0] for c in CASES])
 def test_same_answer_as_the_original(
     pair: Pair, case: str, resource: str, q: Any, extra: dict[str, Any]
@@ -301,7 +314,8 @@ VALUES: dict[str, list[Any]] = {
     "serial_number": ["SF0000001", "SF0000150", "nope"],
     "gps_lat": [-3.5, -1.77396, 0.0, 1.5],
     "current_enable_flag": [True, False],
-    "created_at": ["2025-01-01", "2026-06-15T23:08:56.418398", "2026-11-01T00:00:00"],
+    # with a space, as the original's SQLite dialect stored them: it compared dates as text
+    "created_at": ["2025-01-01", "2026-06-15 23:08:56.418398", "2026-11-01 00:00:00"],
 }
 OPS = ["==", "!=", "<", ">", "<=", ">=", "in", "not_in", "is_null", "is_not_null"]
 NO_LISTS = {"created_at"}  # the original's SQLite dialect refused date strings in lists
