@@ -199,6 +199,31 @@ def write_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     return writer
 
 
+_READ_FACTORIES: weakref.WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def read_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions like ``factory``'s whose every transaction reads one snapshot of the database.
+
+    A read that combines statements (a count and its page, a unit's parts and their pending
+    values) must not see a write land between them: on PostgreSQL, READ COMMITTED takes a
+    snapshot per statement, so these sessions run REPEATABLE READ (one snapshot per
+    transaction; a transaction that only reads never fails to serialize). SQLite's deferred
+    BEGIN in WAL mode already reads one snapshot, from the first SELECT to the end.
+    """
+    reader = _READ_FACTORIES.get(factory)
+    if reader is None:
+        kw = dict(factory.kw)
+        bind = kw.pop("bind")
+        if bind.dialect.name == "postgresql":
+            bind = bind.execution_options(isolation_level="REPEATABLE READ")
+        reader = sessionmaker(bind, class_=factory.class_, **kw)
+        _READ_FACTORIES[factory] = reader
+    return reader
+
+
 def close_quietly(session: Session) -> None:
     """Close ``session`` even if the database went away since its last statement.
 
@@ -226,7 +251,7 @@ def request_session(factory: sessionmaker[Session], *, write: bool = False) -> I
     busy timeout answered them 503 "database is locked" (found by bench/load.py: 50 clients, one
     process). Likewise a pooled connection is held only while the endpoint runs.
     """
-    session = (write_factory(factory) if write else factory)()
+    session = (write_factory(factory) if write else read_factory(factory))()
     try:
         yield session
     finally:

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_body_bytes: int = 16 * 1024 * 1024  # uploads of 50,000 points fit well within this
+    # A unit's report (POST /v1/rc_data): at most this many values and part keys (400 above);
+    # a unit keeps its newest this many report notes, the oldest dropped.
+    max_report_values: int = 1000
+    max_notes_per_unit: int = 1000
     default_page_size: int = 10
     max_page_size: int = 1000
     # The query language's cost limits (api/query.py): past one, a list answers 400 naming it.

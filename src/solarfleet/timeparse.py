@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime
 
+from solarfleet.errors import show_value
+
 # Epoch milliseconds are accepted between 1970 and 9999.
 _MAX_EPOCH_MS = 253402300799999
 
@@ -28,13 +30,13 @@ def parse_instant(value: object) -> datetime:
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+            raise ValueError(f"not an ISO-8601 time: {show_value(value)}") from None
         return datetime(day.year, day.month, day.day)
     if parsed.tzinfo is not None:
         try:
             parsed = parsed.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
-            raise ValueError(f"out of range in UTC: {value!r}") from None
+            raise ValueError(f"out of range in UTC: {show_value(value)}") from None
     return parsed
 
 

@@ -124,7 +124,9 @@ def list_rows(
             raise NotFound("No result found")
         if matches > 1:
             raise BadRequest("Multiple results found")
-        row = session.execute(stmt.offset(compiled.offset).limit(1)).one()
+        row = session.execute(stmt.offset(compiled.offset).limit(1)).one_or_none()
+        if row is None:  # deleted since the count (a session without one snapshot)
+            raise NotFound("No result found")
         return _as_it_was(spec, as_of, dict(row._mapping))
     start = (page - 1) * per_page
     count = max(0, min(per_page, matches - start))

@@ -6,6 +6,13 @@ with ``date_removed`` = the same instant: at every instant at most one row of a 
 A value equal to the active one is a replay and changes nothing. Anything else is kept as a
 :class:`UnitReportNote` (never an error the unit could loop on); a note identical to the
 latest one for the same unit, part and type is not repeated.
+
+Bounded work per report, whatever the unit sends (a unit's key is in a box anyone can open):
+a report holds at most ``max_report_values`` values and part keys (a 400 naming the limit above
+that; a real unit reports one value per parameter type it carries, a handful); the types, parts
+and latest notes it needs are read in one statement each, never per value; the notes are
+inserted in one statement; and a unit keeps its newest ``max_notes_per_unit`` notes, the oldest
+dropped by the report that goes beyond them.
 """
 
 from __future__ import annotations
@@ -16,17 +23,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from solarfleet.db import utcnow
-from solarfleet.errors import Unauthorized
+from solarfleet.errors import BadRequest, Unauthorized
 from solarfleet.fleet.models import ParameterType, Part, PartProductLinker, Product
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 from solarfleet.parameters.validation import InvalidValue, canonical, same_value
 
 Reported = tuple[int, Any]  # (parameter_type_id, value) as the unit sent them
+NoteKey = tuple[str | None, int | None]  # (part_key, parameter_type_id) of a note
 NOTE_VALUE_LIMIT = 4096
+MAX_REPORT_VALUES = 1000  # defaults of settings.max_report_values and .max_notes_per_unit
+MAX_NOTES_PER_UNIT = 1000
+
+
+def check_report_size(
+    product_values: Sequence[Reported], part_values: dict[str, list[Reported]], limit: int
+) -> None:
+    """400 naming the limit when a report holds more than ``limit`` values and part keys."""
+    size = len(product_values) + len(part_values) + sum(len(v) for v in part_values.values())
+    if size > limit:
+        raise BadRequest(
+            f"Too many values in one report: {size} values and part keys; at most {limit} "
+            "(max_report_values)"
+        )
 
 
 def storable(text: str) -> str:
@@ -113,13 +135,15 @@ class Outcome:
 class _Report:
     """One report being applied: the unit, the instant, the types and the outcome."""
 
-    def __init__(self, session: Session, imei: str, now: datetime) -> None:
+    def __init__(self, session: Session, imei: str, now: datetime, max_notes: int) -> None:
         self.session = session
         self.imei = imei
         self.now = now
         self.actor = f"unit:{imei}"
         self.types: dict[int, ParameterType] = {}
         self.outcome = Outcome()
+        self.max_notes = max_notes
+        self.notes: list[dict[str, Any]] = []  # written by save_notes, in one statement
 
     def load_types(self, ids: Iterable[int]) -> None:
         wanted = set(ids)
@@ -132,38 +156,69 @@ class _Report:
     def note(
         self, part_key: str | None, type_id: int | None, value: Any, reason: str, msg: str
     ) -> None:
+        """Keep a note for :meth:`save_notes`."""
         text = storable(value if isinstance(value, str) else json.dumps(value))
         part_key = None if part_key is None else storable(part_key)[:64]
-        latest = self.session.scalars(
-            select(UnitReportNote)
-            .where(
-                UnitReportNote.product_imei == self.imei,
-                UnitReportNote.part_key.is_(None)
-                if part_key is None
-                else UnitReportNote.part_key == part_key,
-                UnitReportNote.parameter_type_id.is_(None)
-                if type_id is None
-                else UnitReportNote.parameter_type_id == type_id,
-            )
-            .order_by(UnitReportNote.unit_report_note_id.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.value == text and latest.reason == reason:
-            return  # a replay of a report already noted
-        self.session.add(
-            UnitReportNote(
-                product_imei=self.imei,
-                part_key=part_key,
-                parameter_type_id=type_id,
-                value=text,
-                reason=reason,
-                message=storable(msg),
-                created_at=self.now,
-                created_by=self.actor,
-            )
+        self.notes.append(
+            {
+                "product_imei": self.imei,
+                "part_key": part_key,
+                "parameter_type_id": type_id,
+                "value": text,
+                "reason": reason,
+                "message": storable(msg),
+                "created_at": self.now,
+                "created_by": self.actor,
+            }
         )
-        self.session.flush()
-        self.outcome.notes += 1
+
+    def save_notes(self) -> None:
+        """Insert the notes that repeat no latest note of their (part, type), then drop the
+        unit's oldest notes beyond ``max_notes``: a few statements, whatever the count."""
+        if not self.notes:
+            return
+        latest = self._latest_notes()
+        fresh = []
+        for note in self.notes:
+            key = (note["part_key"], note["parameter_type_id"])
+            if latest.get(key) == (note["value"], note["reason"]):
+                continue  # a replay of a report already noted
+            latest[key] = (note["value"], note["reason"])
+            fresh.append(note)
+        fresh = fresh[-self.max_notes :]  # the oldest would be dropped at once
+        if not fresh:
+            return
+        self.session.execute(insert(UnitReportNote), fresh)
+        self.outcome.notes += len(fresh)
+        mine = UnitReportNote.product_imei == self.imei
+        newest_kept = (
+            select(UnitReportNote.unit_report_note_id)
+            .where(mine)
+            .order_by(UnitReportNote.unit_report_note_id.desc())
+            .offset(self.max_notes - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.session.execute(
+            delete(UnitReportNote).where(mine, UnitReportNote.unit_report_note_id < newest_kept)
+        )
+
+    def _latest_notes(self) -> dict[NoteKey, tuple[str | None, str]]:
+        """(value, reason) of the unit's latest note per (part, type): at most max_notes rows."""
+        latest_ids = (
+            select(func.max(UnitReportNote.unit_report_note_id))
+            .where(UnitReportNote.product_imei == self.imei)
+            .group_by(UnitReportNote.part_key, UnitReportNote.parameter_type_id)
+        )
+        rows = self.session.execute(
+            select(
+                UnitReportNote.part_key,
+                UnitReportNote.parameter_type_id,
+                UnitReportNote.value,
+                UnitReportNote.reason,
+            ).where(UnitReportNote.unit_report_note_id.in_(latest_ids))
+        )
+        return {(r.part_key, r.parameter_type_id): (r.value, r.reason) for r in rows}
 
     def apply(self, rows: Sequence[Any], reported: list[Reported], part_key: str | None) -> None:
         """Apply reported values to one owner's pending/active ``rows`` (unit or part)."""
@@ -234,14 +289,17 @@ def apply_report(
     enable_flag: bool | None = None,
     product_values: list[Reported] = (),  # type: ignore[assignment]
     part_values: dict[str, list[Reported]] | None = None,
+    max_values: int = MAX_REPORT_VALUES,
+    max_notes: int = MAX_NOTES_PER_UNIT,
 ) -> Outcome:
     """Record what the unit runs (one transaction; the caller commits)."""
     part_values = part_values or {}
+    check_report_size(product_values, part_values, max_values)
     stmt = select(Product).where(Product.product_imei == imei).with_for_update()
     unit = session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
     if unit is None:  # deleted since the credentials were checked
         raise Unauthorized("Invalid unit credentials")
-    report = _Report(session, imei, utcnow())
+    report = _Report(session, imei, utcnow(), max_notes)
     report.load_types(
         [t for t, _ in product_values] + [t for vs in part_values.values() for t, _ in vs]
     )
@@ -262,18 +320,23 @@ def apply_report(
         report.apply(rows, list(product_values), None)
     _apply_parts(session, report, part_values)
     session.flush()
+    report.save_notes()
     return report.outcome
 
 
 def _apply_parts(session: Session, report: _Report, part_values: dict[str, list[Reported]]) -> None:
     on_unit = set(current_parts(session, report.imei))
+    asked = {key: _part_id(key) for key in part_values}
+    elsewhere = {i for i in asked.values() if i is not None and i not in on_unit}
+    if elsewhere:  # one statement for every part named that is not on the unit
+        elsewhere = set(session.scalars(select(Part.part_id).where(Part.part_id.in_(elsewhere))))
     ids: dict[str, int] = {}
     for key, values in part_values.items():
-        part_id = int(key) if key.isascii() and key.isdigit() and len(key) < 10 else None
+        part_id = asked[key]
         if part_id is not None and part_id in on_unit:
             ids[key] = part_id
             continue
-        known = part_id is not None and session.get(Part, part_id) is not None
+        known = part_id in elsewhere
         reason, msg = (
             ("not_on_unit", f"#{report.imei} reported part {key}, which is not on it")
             if known
@@ -300,3 +363,7 @@ def _apply_parts(session: Session, report: _Report, part_values: dict[str, list[
     for key, part_id in ids.items():
         mine = [r for r in rows if r.part_id == part_id]
         report.apply(mine, part_values[key], str(part_id))
+
+
+def _part_id(key: str) -> int | None:
+    return int(key) if key.isascii() and key.isdigit() and len(key) < 10 else None

@@ -14,7 +14,7 @@ from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
-from solarfleet.errors import BadRequest
+from solarfleet.errors import BadRequest, show_value
 from solarfleet.parameters import history, notes, service
 from solarfleet.timeparse import format_instant, parse_instant
 
@@ -45,7 +45,7 @@ def instant(raw: Any, name: str) -> datetime:
     try:
         return parse_instant(raw)
     except (ValueError, OverflowError, OSError) as exc:
-        raise BadRequest(f"Invalid {name} {raw!r}: {exc}") from None
+        raise BadRequest(f"Invalid {name} {show_value(raw)}: {exc}") from None
 
 
 def _date(query: str | None, body: DateBody | None) -> datetime | None:
@@ -103,7 +103,9 @@ def set_part_parameter(
 def _pending(session: Session, row: Any, owner: str) -> Response:
     """Commit a set value and answer it (201: a new pending row)."""
     session.commit()
-    message = f"Parameter {row.parameter_type_id} of {owner} set to {row.value!r}: pending"
+    message = (
+        f"Parameter {row.parameter_type_id} of {owner} set to {show_value(row.value)}: pending"
+    )
     return success(message, service.as_dict(row), status_code=201)
 
 

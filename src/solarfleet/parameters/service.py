@@ -69,7 +69,11 @@ def lock_part(*, session: Session, principal: Principal, part_id: int) -> Part:
 
 
 def parameter_type(*, session: Session, parameter_type_id: int) -> ParameterType:
-    ptype = session.get(ParameterType, parameter_type_id)
+    """The type, locked FOR SHARE (PostgreSQL): its data_type cannot change until the value
+    checked against it is committed (see ``validation.check_retype``)."""
+    stmt = select(ParameterType).where(ParameterType.parameter_type_id == parameter_type_id)
+    stmt = stmt.with_for_update(read=True).execution_options(populate_existing=True)
+    ptype = session.scalars(stmt).one_or_none()
     if ptype is None:
         raise BadRequest(f"Invalid parameter_type_id: no parameter type {parameter_type_id}")
     return ptype

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from solarfleet.api.deps import SessionDep
+from solarfleet.api.deps import SessionDep, SettingsDep
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.parameters import reports
@@ -43,13 +43,17 @@ def remote_config(imei: UnitImei, session: SessionDep) -> Response:
 
 
 @router.post("", response_model=Envelope, summary="The unit reports what it now runs")
-def report(imei: UnitImei, body: Report, session: UnitWriteSessionDep) -> Response:
+def report(
+    imei: UnitImei, body: Report, session: UnitWriteSessionDep, settings: SettingsDep
+) -> Response:
     outcome = reports.apply_report(
         session=session,
         imei=imei,
         enable_flag=body.enable_flag,
         product_values=_pairs(body.product_parameters),
         part_values={k: _pairs(v) for k, v in body.part_parameters.items()},
+        max_values=settings.max_report_values,
+        max_notes=settings.max_notes_per_unit,
     )
     session.commit()
     return success(f"Report from #{imei} recorded", outcome.as_dict())

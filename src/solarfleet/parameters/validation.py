@@ -44,9 +44,12 @@ import re
 from typing import Any
 
 import regex
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from solarfleet.errors import BadRequest
+from solarfleet.errors import BadRequest, Conflict, show_value
+from solarfleet.fleet.models import ParameterType
+from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.timeparse import format_instant, parse_instant
 
 DATA_TYPES = ("float", "datetime", "int", "string", "bool")
@@ -78,7 +81,7 @@ def _parse_int(value: Any) -> int:
     elif isinstance(value, str) and _INT.match(value.strip()) and len(value) < 40:
         number = int(value.strip())
     else:
-        raise InvalidValue(f"expected an integer, got {value!r}")
+        raise InvalidValue(f"expected an integer, got {show_value(value)}")
     if not -(2**63) <= number < 2**63:
         raise InvalidValue(f"integer {number} out of range")
     return number
@@ -95,11 +98,11 @@ def _parse_float(value: Any) -> float:
         try:
             number = float(value.strip())
         except ValueError:
-            raise InvalidValue(f"expected a number, got {value!r}") from None
+            raise InvalidValue(f"expected a number, got {show_value(value)}") from None
     else:
-        raise InvalidValue(f"expected a number, got {value!r}")
+        raise InvalidValue(f"expected a number, got {show_value(value)}")
     if not math.isfinite(number):
-        raise InvalidValue(f"expected a finite number, got {value!r}")
+        raise InvalidValue(f"expected a finite number, got {show_value(value)}")
     return number
 
 
@@ -114,12 +117,12 @@ def _parse_bool(value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise InvalidValue(f"expected a boolean (true/false), got {value!r}")
+    raise InvalidValue(f"expected a boolean (true/false), got {show_value(value)}")
 
 
 def _parse_string(value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidValue(f"expected a string, got {value!r}")
+        raise InvalidValue(f"expected a string, got {show_value(value)}")
     if "\x00" in value:
         raise InvalidValue("strings may not contain NUL characters")
     try:
@@ -186,23 +189,20 @@ def check_value(*, data_type: str, rules: dict[str, Any] | None, value: Any, nam
         rules = check_rules(data_type, rules) or {}
     except BadRequest as exc:
         raise BadRequest(f"Parameter type {name} has unusable rules: {exc.message}") from None
+    shown = f"Invalid value for {name}: {show_value(value)}"
     if "min" in rules and parsed < parse(data_type, rules["min"]):
-        raise BadRequest(f"Invalid value for {name}: {value!r} is below the min {rules['min']!r}")
+        raise BadRequest(f"{shown} is below the min {show_value(rules['min'])}")
     if "max" in rules and parsed > parse(data_type, rules["max"]):
-        raise BadRequest(f"Invalid value for {name}: {value!r} is above the max {rules['max']!r}")
+        raise BadRequest(f"{shown} is above the max {show_value(rules['max'])}")
     text = to_text(data_type, parsed)
     if "choices" in rules and text not in {canonical(data_type, c) for c in rules["choices"]}:
-        raise BadRequest(
-            f"Invalid value for {name}: {value!r} is not one of the choices {rules['choices']!r}"
-        )
+        raise BadRequest(f"{shown} is not one of the choices {show_value(rules['choices'])}")
     if "max_length" in rules and len(text) > rules["max_length"]:
         raise BadRequest(
             f"Invalid value for {name}: longer than max_length {rules['max_length']} characters"
         )
     if "pattern" in rules and not _matches(rules["pattern"], text, name):
-        raise BadRequest(
-            f"Invalid value for {name}: {value!r} does not match the pattern {rules['pattern']!r}"
-        )
+        raise BadRequest(f"{shown} does not match the pattern {rules['pattern']!r}")
     return text
 
 
@@ -224,15 +224,19 @@ def check_rules(data_type: str, rules: Any) -> dict[str, Any] | None:
         raise BadRequest("Invalid validation_rules: expected a JSON object")
     for key in rules:
         if key not in RULES:
-            raise BadRequest(f"Invalid validation_rules: unknown rule {key!r} (known: {RULES})")
+            raise BadRequest(
+                f"Invalid validation_rules: unknown rule {show_value(key)} (known: {RULES})"
+            )
         if key not in RULES_FOR[data_type]:
-            raise BadRequest(f"Invalid validation_rules: {key!r} does not apply to {data_type}")
+            raise BadRequest(
+                f"Invalid validation_rules: {show_value(key)} does not apply to {data_type}"
+            )
     for key in ("min", "max"):
         if key in rules:
             if data_type != "datetime" and (
                 isinstance(rules[key], bool) or not isinstance(rules[key], int | float)
             ):
-                raise BadRequest(f"Invalid validation_rules: {key!r} must be a number")
+                raise BadRequest(f"Invalid validation_rules: {show_value(key)} must be a number")
             _rule_value(data_type, key, rules[key])
     if "min" in rules and "max" in rules:
         low, high = (_rule_value(data_type, k, rules[k]) for k in ("min", "max"))
@@ -266,13 +270,16 @@ def _rule_value(data_type: str, key: str, value: Any) -> Any:
     try:
         return parse(data_type, value)
     except InvalidValue as exc:
-        raise BadRequest(f"Invalid validation_rules: {key!r}: {exc}") from None
+        raise BadRequest(f"Invalid validation_rules: {show_value(key)}: {exc}") from None
 
 
 def check_parameter_type(session: Session, values: dict[str, Any], _p: Any, row: Any) -> None:
-    """before_write of the parameter_types resource: the rules must fit the data_type."""
+    """before_write of the parameter_types resource: the rules must fit the data_type, and the
+    data_type of a type changes only while no value of it exists (see :func:`check_retype`)."""
     if "validation_rules" not in values and "data_type" not in values:
         return
+    if row is not None and values.get("data_type", row.data_type) != row.data_type:
+        check_retype(session, row, values["data_type"])
     data_type = values.get("data_type") or (row.data_type if row is not None else None)
     if data_type not in DATA_TYPES:
         return  # missing or unknown: the null check or the column's choices refuse it
@@ -281,3 +288,27 @@ def check_parameter_type(session: Session, values: dict[str, Any], _p: Any, row:
     else:
         rules = row.validation_rules
     check_rules(data_type, rules)
+
+
+def check_retype(session: Session, ptype: Any, data_type: Any) -> None:
+    """409 if any value of ``ptype`` exists, on a unit or a part, in any status.
+
+    Stored values are canonical texts of the old data_type: under another they would be pending
+    values a unit cannot parse, active values compared wrongly, a history read as something it
+    never was. A type that carries values keeps its data_type; a new type is made instead.
+    The type's row is locked first (PostgreSQL): a set of a value locks it FOR SHARE
+    (``service.parameter_type``), so no value of the old type can be added meanwhile.
+    """
+    type_id = ptype.parameter_type_id
+    session.execute(
+        select(ParameterType.parameter_type_id)
+        .where(ParameterType.parameter_type_id == type_id)
+        .with_for_update()
+    )
+    for model, where in ((ProductParameter, "units"), (PartParameter, "parts")):
+        if session.scalar(select(exists().where(model.parameter_type_id == type_id))):
+            raise Conflict(
+                f"Cannot change data_type of parameter type {type_id} ({ptype.name}) from "
+                f"{ptype.data_type!r} to {show_value(data_type)}: values of it exist on {where}; "
+                "create a new parameter type instead"
+            )

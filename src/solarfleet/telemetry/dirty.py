@@ -9,8 +9,10 @@ from functools import lru_cache
 from sqlalchemy import Insert, bindparam, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from solarfleet.errors import NotFound
 from solarfleet.telemetry.models import TelemetryDirty
 
 Mark = tuple[int, int]  # (dirty_since_us, version)
@@ -20,6 +22,22 @@ def mark_dirty(*, session: Session, imei: str, oldest_us: int) -> None:
     """Record an upload whose oldest reading is at ``oldest_us`` (not committed)."""
     stmt = _upsert(session.get_bind().dialect.name)
     session.execute(stmt, {"imei": imei, "oldest_us": oldest_us})
+
+
+def commit_mark(*, session: Session, imei: str, oldest_us: int) -> None:
+    """:func:`mark_dirty` and COMMIT; 404 when the unit was deleted meanwhile.
+
+    An upload marks its unit twice, in two transactions (see ``ingest.store_upload``): the unit
+    can be deleted before either, which the mark's foreign key refuses. The upload is then not
+    acknowledged, so nothing acknowledged is lost; readings of the deleted unit already written
+    to the hot store stay there unmarked, as those of any deleted unit do.
+    """
+    try:
+        mark_dirty(session=session, imei=imei, oldest_us=oldest_us)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise NotFound(f"No product with product_imei {imei}: deleted during the upload") from None
 
 
 @lru_cache(maxsize=4)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from solarfleet.errors import BadRequest
 from solarfleet.telemetry import rules
-from solarfleet.telemetry.dirty import mark_dirty
+from solarfleet.telemetry.dirty import commit_mark
 from solarfleet.telemetry.hot import HotStore
 from solarfleet.telemetry.points import Point, Value, normal_tags, to_us
 from solarfleet.timeparse import parse_instant
@@ -170,9 +170,7 @@ def store_upload(*, session: Session, hot: HotStore, imei: str, points: Sequence
     if not points:
         return 0
     oldest = min(p.time_us for p in points)
-    mark_dirty(session=session, imei=imei, oldest_us=oldest)
-    session.commit()
+    commit_mark(session=session, imei=imei, oldest_us=oldest)  # 404 if the unit is gone
     written = hot.write(points)
-    mark_dirty(session=session, imei=imei, oldest_us=oldest)
-    session.commit()
+    commit_mark(session=session, imei=imei, oldest_us=oldest)
     return written
