@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from solarfleet.fleet.models import Entity
+from solarfleet.fleet.models import Entity, PartProductLinker
 from tests.factories import Factory
 
 T0 = datetime(2026, 11, 1, 8, 0, 0)
@@ -104,9 +104,17 @@ def test_as_of_beyond_the_calendar_in_utc_is_400(
 def test_part_parameters_as_of(
     client: TestClient, factory: Factory, system: dict[str, str]
 ) -> None:
+    """The values in force at T on parts that were on a unit at T: a part on no unit then ran
+    nothing on any unit, as no unit's ``?date=T`` answer lists it."""
     ptype = factory.parameter_type("int")
-    part = factory.part()
-    factory.part_parameter(part, ptype, value="1", status="removed", date_added=T0, date_removed=T1)
-    factory.part_parameter(part, ptype, value="2", status="active", date_added=T1)
+    unit = factory.product()
+    part, loose = factory.part(), factory.part()
+    factory._add(
+        PartProductLinker(part_id=part.part_id, product_imei=unit.product_imei, date_added=T0)
+    )
+    for p in (part, loose):
+        factory.part_parameter(p, ptype, value="1", status="removed", date_added=T0, date_removed=T1)
+        factory.part_parameter(p, ptype, value="2", status="active", date_added=T1)
     r = client.get("/v1/part_parameters", params={"as_of": T0.isoformat()}, headers=system)
-    assert [(o["value"], o["status"]) for o in r.json()["objects"]] == [("1", "active")]
+    got = [(o["part_id"], o["value"], o["status"]) for o in r.json()["objects"]]
+    assert got == [(part.part_id, "1", "active")]

@@ -109,8 +109,8 @@ def parse_q(raw: str | None) -> dict[str, Any]:
     return q
 
 
-def compile_query(q: Mapping[str, Any], model: type, catalog: Catalog) -> CompiledQuery:
-    """Turn a parsed ``q`` into criteria, joins and clauses on ``model``."""
+def compile_query(q: Mapping[str, Any], model: Any, catalog: Catalog) -> CompiledQuery:
+    """Turn a parsed ``q`` into criteria, joins and clauses on ``model`` (or an aliased view)."""
     compiler = _Compiler(catalog, model)
     out = CompiledQuery()
     filters = q.get("filters", [])
@@ -271,8 +271,7 @@ class _Compiler:
             clauses.append(
                 column.asc().nulls_last() if direction == "asc" else column.desc().nulls_first()
             )
-        for pk in sa_inspect(self.root).primary_key:  # a stable order for pagination
-            clauses.append(pk.asc())
+        clauses.append(primary_key(self.root).asc())  # a stable order for pagination
         return clauses
 
     def _ordering_column(self, name: str) -> Any:
@@ -444,10 +443,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def primary_key(model: type) -> KeyedColumnElement[Any]:
-    """The single primary-key column of ``model``."""
-    (pk,) = sa_inspect(model).primary_key
-    return pk
+def primary_key(model: Any) -> KeyedColumnElement[Any]:
+    """The single primary-key column of ``model`` (or of an aliased view of it)."""
+    mapper = sa_inspect(model).mapper
+    (pk,) = mapper.primary_key
+    return getattr(model, mapper.get_property_by_column(pk).key)  # type: ignore[no-any-return]
 
 
 def first_of_each_group(model: type, compiled: CompiledQuery) -> ColumnElement[bool]:
