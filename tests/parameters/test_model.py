@@ -235,11 +235,7 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
     ]
     for key, rows in full["part_parameters"].items():
         got += [(part_ids.index(int(key)), LEVEL, r["value"], r["status"]) for r in rows]
-    want = [
-        (r["owner"], r["type"], r["value"], r["status"])
-        for r in model.rows
-        if r["lived_on"]
-    ]
+    want = [(r["owner"], r["type"], r["value"], r["status"]) for r in model.rows if r["lived_on"]]
     assert sorted(got, key=str) == sorted(want, key=str)
     assert [g for g in got if g[0] == "unit"] == [w for w in want if w[0] == "unit"]
     assert {part_ids.index(int(k)) for k in full["part_parameters"]} == model.parts_ever
