@@ -35,7 +35,7 @@ unit_index = st.integers(0, 2)
 @st.composite
 def row(draw: st.DrawFn, owners: int) -> dict[str, Any]:
     """A parameter row in one of the lifecycle's shapes, its dates on the grid."""
-    status = draw(st.sampled_from(STATUSES))
+    status = draw(st.sampled_from(STATUSES + ("active", "removed", "removed")))
     created = draw(st.integers(0, 4))
     added = draw(st.integers(created, 5))
     removed = draw(st.integers(added + (status == "removed"), 6))
@@ -72,30 +72,30 @@ def moves(draw: st.DrawFn) -> list[tuple[int, int, int | None]]:
     return periods
 
 
-leaf = st.one_of(
-    st.fixed_dictionaries(
-        {
-            "name": st.just("status"),
-            "op": st.sampled_from(["==", "!="]),
-            "val": st.sampled_from(STATUSES),
-        }
-    ),
-    st.fixed_dictionaries(
-        {
-            "name": st.sampled_from(DATE_FIELDS),
-            "op": st.sampled_from(["==", "!=", "<", ">", "<=", ">="]),
-            "val": instant.map(datetime.isoformat),
-        }
-    ),
-    st.fixed_dictionaries(
-        {"name": st.sampled_from(DATE_FIELDS), "op": st.sampled_from(["is_null", "is_not_null"])}
-    ),
-    st.fixed_dictionaries(
-        {"name": st.just("modified_by"), "op": st.just("like"), "val": st.just("unit:%")}
-    ),
+status_leaf = st.fixed_dictionaries(
+    {
+        "name": st.just("status"),
+        "op": st.sampled_from(["==", "!="]),
+        "val": st.sampled_from(STATUSES),
+    }
 )
+null_leaf = st.fixed_dictionaries(
+    {"name": st.sampled_from(DATE_FIELDS), "op": st.sampled_from(["is_null", "is_not_null"])}
+)
+date_leaf = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(DATE_FIELDS),
+        "op": st.sampled_from(["==", "!=", "<", ">", "<=", ">="]),
+        "val": instant.map(datetime.isoformat),
+    }
+)
+actor_leaf = st.fixed_dictionaries(
+    {"name": st.just("modified_by"), "op": st.just("like"), "val": st.just("unit:%")}
+)
+# the fields whose value at T differs from today's, drawn most often
+leaf = st.one_of(status_leaf, status_leaf, null_leaf, null_leaf, date_leaf, actor_leaf)
 either = st.fixed_dictionaries({"or": st.lists(leaf, min_size=1, max_size=3)})
-filters = st.lists(st.one_of(leaf, either), max_size=3)
+filters = st.lists(st.one_of(leaf, either), max_size=2)
 order = st.lists(
     st.fixed_dictionaries(
         {
@@ -109,9 +109,9 @@ example = st.fixed_dictionaries(
     {
         "entities": st.lists(st.integers(0, 1), min_size=3, max_size=3),
         "links": st.lists(moves(), min_size=2, max_size=2),
-        "unit_rows": st.lists(row(3), max_size=6),
-        "part_rows": st.lists(row(2), max_size=6),
-        "at": instant,
+        "unit_rows": st.lists(row(3), min_size=1, max_size=8),
+        "part_rows": st.lists(row(2), min_size=1, max_size=8),
+        "at": st.one_of(st.sampled_from(GRID[2:5]), instant),
         "filters": filters,
         "order_by": order,
         "per_page": st.integers(1, 4),
@@ -170,7 +170,7 @@ class World:
     def __init__(self, factory: Factory) -> None:
         self.factory = factory
         # a type per row of an example: at most one pending row per owner and type
-        self.ptypes = [factory.parameter_type("int") for _ in range(6)]
+        self.ptypes = [factory.parameter_type("int") for _ in range(8)]
         self.entities: list[Entity] = [factory.entity(), factory.entity()]
         self.callers = {
             "global": factory.headers("OVERVIEW"),
