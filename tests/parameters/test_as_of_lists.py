@@ -186,3 +186,26 @@ def test_as_of_filters_the_rows_as_they_were(
             "objects"
         ]
         assert today["status"] == "removed" and today["modified_at"] > at
+
+
+def test_as_of_with_group_by_single_and_relations(
+    client: TestClient, factory: Factory, system: dict[str, str]
+) -> None:
+    """The as-of view is queried as the table: group_by, single and relation filters work on it."""
+    units = fleet(factory)
+
+    def get(**q: object) -> Any:
+        params = {"as_of": (T1 + US).isoformat(), "q": json.dumps(q)}
+        r = client.get("/v1/product_parameters", params=params, headers=system)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    grouped = get(group_by=[{"field": "value"}])
+    assert [(o["product_imei"], o["value"]) for o in grouped["objects"]] == [(units["a"], "5")]
+    one = get(single=True, filters=[{"name": "product_imei", "op": "==", "val": units["b"]}])
+    assert (one["value"], one["status"]) == ("5", "active")
+    through = get(
+        filters=[{"name": "product__serial_number", "op": "like", "val": "%"}],
+        order_by=[{"field": "product__product_imei", "direction": "desc"}],
+    )
+    assert [o["product_imei"] for o in through["objects"]] == [units["b"], units["a"]]

@@ -78,8 +78,9 @@ def _activator(model: Any) -> Any:
     return literal_column("'unit:'", String) + imei
 
 
-def as_of_view(model: Any, at: datetime) -> Any:
+def as_of_view(model: Any, at: datetime, *only: ColumnElement[bool]) -> Any:
     """``model`` as it was at ``at``: an entity over a subquery, to query as the model itself.
+    ``only``: criteria on the stored rows, applied inside (one unit's rows, by its index).
 
     Its rows are those active at ``at`` (for part rows: of a part that was on a unit then, as a
     unit's answer for ``at`` lists only the parts on it then), with every field as it was then:
@@ -96,7 +97,7 @@ def as_of_view(model: Any, at: datetime) -> Any:
         "modified_by": case((changed_later, _activator(model)), else_=model.modified_by),
     }
     columns = [rewritten.get(c.key, c).label(c.key) for c in sa_inspect(model).columns]
-    where = [active_at(model, at)]
+    where = [active_at(model, at), *only]
     if model is PartParameter:
         where.append(_linked_at(model.part_id, at))
     return aliased(model, select(*columns).where(*where).subquery(), adapt_on_names=True)
@@ -153,8 +154,9 @@ def parameter_history(
         part_ids = parts_ever(session, imei)
         part_where = [_lived_on(part, imei)]
     else:
-        product, part = as_of_view(ProductParameter, at), as_of_view(PartParameter, at)
         part_ids = parts_at(session, imei, at)
+        product = as_of_view(ProductParameter, at, ProductParameter.product_imei == imei)
+        part = as_of_view(PartParameter, at, PartParameter.part_id.in_(part_ids))
         part_where = []
     scope = by_part_history()(part, principal)
     if scope is not None:
