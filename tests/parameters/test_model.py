@@ -50,9 +50,13 @@ def canonical(type_index: int, value: Any) -> str:
 
 @dataclass
 class Model:
-    """The reference: rows as (owner, type, value, status) in creation order, parts, entity."""
+    """The reference: rows as (owner, type, value, status) in creation order, parts, entity.
+
+    A part row is in the unit's full history when the part was on the unit at some time during
+    the row's life (from its creation until it is removed or expired): ``lived_on``."""
 
     parts_on: set[int]
+    parts_ever: set[int] = field(default_factory=set)
     entity: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -70,7 +74,23 @@ class Model:
         pending = self._find(owner, type_index, "pending")
         if pending:
             pending["status"] = "expired"
-        self.rows.append({"owner": owner, "type": type_index, "value": value, "status": "pending"})
+        lived_on = owner == "unit" or owner in self.parts_on
+        self.rows.append(
+            {
+                "owner": owner,
+                "type": type_index,
+                "value": value,
+                "status": "pending",
+                "lived_on": lived_on,
+            }
+        )
+
+    def attach(self, part: int) -> None:
+        self.parts_on.add(part)
+        self.parts_ever.add(part)
+        for r in self.rows:
+            if r["owner"] == part and r["status"] in ("pending", "active"):
+                r["lived_on"] = True
 
     def report(self, owner: Any, type_index: int, value: str) -> None:
         if owner != "unit" and owner not in self.parts_on:
@@ -132,7 +152,7 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
     part_ids = [p.part_id for p in parts]
     imei = unit.product_imei
     base = f"/v1/products/{imei}"
-    model = Model(parts_on={0})
+    model = Model(parts_on={0}, parts_ever={0})
     snapshots: list[tuple[str, dict[str, Any]]] = [(format_instant(utcnow()), model.snapshot())]
 
     def ok(r: Any, *codes: int) -> None:
@@ -194,7 +214,7 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
                 f"{base}/parts", json={"part_id": part_ids[event[1]]}, headers=world.tech
             )
             ok(r, 409 if event[1] in model.parts_on else 201)
-            model.parts_on.add(event[1])
+            model.attach(event[1])
         elif kind == "detach":
             r = client.delete(f"{base}/parts/{part_ids[event[1]]}", headers=world.tech)
             ok(r, 200 if event[1] in model.parts_on else 404)
@@ -205,7 +225,8 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
             model.entity = event[1]
         snapshots.append((format_instant(utcnow()), model.snapshot()))
 
-    # full history: every row, in creation order, with the model's status
+    # full history: every row, in creation order, with the model's status; every part ever on
+    # the unit, with the rows that lived while it was on it
     full = client.get(f"{base}/parameters/history", headers=world.admin).json()["data"]
     type_index = {world.type_id(i): i for i in (LEVEL, FLAG)}
     got = [
@@ -214,14 +235,10 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
     ]
     for key, rows in full["part_parameters"].items():
         got += [(part_ids.index(int(key)), LEVEL, r["value"], r["status"]) for r in rows]
-    want = [
-        (r["owner"], r["type"], r["value"], r["status"])
-        for r in model.rows
-        if r["owner"] == "unit" or r["owner"] in model.parts_on
-    ]
+    want = [(r["owner"], r["type"], r["value"], r["status"]) for r in model.rows if r["lived_on"]]
     assert sorted(got, key=str) == sorted(want, key=str)
     assert [g for g in got if g[0] == "unit"] == [w for w in want if w[0] == "unit"]
-    assert {part_ids.index(int(k)) for k in full["part_parameters"]} == model.parts_on
+    assert {part_ids.index(int(k)) for k in full["part_parameters"]} == model.parts_ever
 
     # the set at each instant between events
     for instant, expected in snapshots:

@@ -106,19 +106,20 @@ def list_rows(
 
     With ``as_of`` (history tables only), the rows in force at that instant, as they were then.
     """
-    compiled = compile_query(q, spec.model, registry.catalog(principal), limits)  # with scope
+    entity = spec.model
     if as_of is not None:
         if spec.as_of is None:
             raise BadRequest(f"{spec.name} has no history: as_of does not apply")
-        compiled.where.append(spec.as_of(spec.model, as_of))
+        entity = spec.as_of(spec.model, as_of)  # the table as it was then, queried as the table
+    compiled = compile_query(q, entity, registry.catalog(principal), limits)  # with scope
     where = list(compiled.where)
     if compiled.group_by:
-        where = [first_of_each_group(spec.model, compiled)]
-    total = session.scalar(select(func.count()).select_from(spec.model).where(*where)) or 0
+        where = [first_of_each_group(entity, compiled)]
+    total = session.scalar(select(func.count()).select_from(entity).where(*where)) or 0
     matches = max(0, total - compiled.offset)
     if compiled.limit is not None:
         matches = min(matches, compiled.limit)
-    stmt = _page_select(spec, principal, compiled, where)
+    stmt = _page_select(spec, principal, entity, compiled, where)
     if compiled.single:
         if matches == 0:
             raise NotFound("No result found")
@@ -127,7 +128,7 @@ def list_rows(
         row = session.execute(stmt.offset(compiled.offset).limit(1)).one_or_none()
         if row is None:  # deleted since the count (a session without one snapshot)
             raise NotFound("No result found")
-        return _as_it_was(spec, as_of, dict(row._mapping))
+        return dict(row._mapping)
     start = (page - 1) * per_page
     count = max(0, min(per_page, matches - start))
     objects: list[dict[str, Any]] = []
@@ -135,8 +136,6 @@ def list_rows(
         rows = session.execute(stmt.offset(compiled.offset + start).limit(count))
         keys = tuple(rows.keys())  # once per page: dict(r._mapping) rebuilds them for every row
         objects = [dict(zip(keys, r, strict=True)) for r in rows]
-        if as_of is not None:
-            objects = [_as_it_was(spec, as_of, o) for o in objects]
     return {
         "num_results": matches,
         "objects": objects,
@@ -145,16 +144,10 @@ def list_rows(
     }
 
 
-def _as_it_was(spec: ResourceSpec, as_of: datetime | None, row: dict[str, Any]) -> dict[str, Any]:
-    if as_of is None or spec.as_it_was is None:
-        return row
-    return spec.as_it_was(row)
-
-
 def _page_select(
-    spec: ResourceSpec, principal: Principal, compiled: CompiledQuery, where: list[Any]
+    spec: ResourceSpec, principal: Principal, entity: Any, compiled: CompiledQuery, where: list
 ) -> Select[Any]:
-    stmt = select(*_columns(spec, principal)).select_from(spec.model)
+    stmt = select(*[getattr(entity, k) for k in spec.fields_for(principal)]).select_from(entity)
     for alias, onclause in compiled.joins:
         stmt = stmt.outerjoin(alias, onclause)
     return stmt.where(*where).order_by(*compiled.order_by)

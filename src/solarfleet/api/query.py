@@ -157,9 +157,9 @@ def parse_q(raw: str | None, limits: QueryLimits = DEFAULT_LIMITS) -> dict[str, 
 
 
 def compile_query(
-    q: Mapping[str, Any], model: type, catalog: Catalog, limits: QueryLimits = DEFAULT_LIMITS
+    q: Mapping[str, Any], model: Any, catalog: Catalog, limits: QueryLimits = DEFAULT_LIMITS
 ) -> CompiledQuery:
-    """Turn a parsed ``q`` into criteria, joins and clauses on ``model``."""
+    """Turn a parsed ``q`` into criteria, joins and clauses on ``model`` (or an aliased view)."""
     compiler = _Compiler(catalog, model, limits)
     out = CompiledQuery()
     filters = q.get("filters", [])
@@ -365,8 +365,7 @@ class _Compiler:
             clauses.append(
                 column.asc().nulls_last() if direction == "asc" else column.desc().nulls_first()
             )
-        for pk in sa_inspect(self.root).primary_key:  # a stable order for pagination
-            clauses.append(pk.asc())
+        clauses.append(primary_key(self.root).asc())  # a stable order for pagination
         return clauses
 
     def _ordering_column(self, name: str) -> Any:
@@ -579,10 +578,11 @@ def _clip(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def primary_key(model: type) -> KeyedColumnElement[Any]:
-    """The single primary-key column of ``model``."""
-    (pk,) = sa_inspect(model).primary_key
-    return pk
+def primary_key(model: Any) -> KeyedColumnElement[Any]:
+    """The single primary-key column of ``model`` (or of an aliased view of it)."""
+    mapper = sa_inspect(model).mapper
+    (pk,) = mapper.primary_key
+    return getattr(model, mapper.get_property_by_column(pk).key)  # type: ignore[no-any-return]
 
 
 def first_of_each_group(model: type, compiled: CompiledQuery) -> ColumnElement[bool]:

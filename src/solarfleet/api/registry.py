@@ -13,7 +13,7 @@ from solarfleet.api.spec import ExtraField, Registry, ResourceSpec
 from solarfleet.auth.models import User
 from solarfleet.auth.passwords import hash_password
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part, by_unit
+from solarfleet.auth.scope import by_part_history, by_part_last_seen, by_unit
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest
 from solarfleet.fleet.models import (
@@ -28,7 +28,7 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import ProductMigrationHistory
-from solarfleet.parameters.history import active_at, as_it_was
+from solarfleet.parameters.history import as_of_view
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_parameter_type
 
@@ -143,8 +143,8 @@ REGISTRY = Registry(
             name="parts",
             model=Part,
             methods=FACTORY_WRITES,
-            description="Parts; ENTITY users see those now on their units.",
-            scope=by_part(),
+            description="Parts; ENTITY users see those on their units, or last on one of them.",
+            scope=by_part_last_seen(),
             relations=("part_type", "product_links", "product"),
             field_types={"properties": JSONObject},
         ),
@@ -175,18 +175,17 @@ REGISTRY = Registry(
             description="Every value set on a unit. Set values through the parameters action.",
             scope=by_unit(),
             relations=("product", "parameter_type"),
-            as_of=active_at,
-            as_it_was=as_it_was,
+            as_of=as_of_view,
         ),
         ResourceSpec(
             name="part_parameters",
             model=PartParameter,
             methods=SYSTEM_WRITES,
-            description="Every value set on a part. Set values through the parameters action.",
-            scope=by_part(),
+            description="Every value set on a part. Set values through the parameters action. "
+            "ENTITY users see the rows that lived while the part was on their units only.",
+            scope=by_part_history(),
             relations=("part", "parameter_type"),
-            as_of=active_at,
-            as_it_was=as_it_was,
+            as_of=as_of_view,
         ),
         ResourceSpec(
             name="product_migration_history",

@@ -21,9 +21,9 @@ ScopeRule = Callable[[Any, Principal], ColumnElement[bool] | None]
 # row being updated (None on create), before anything is written.
 BeforeWrite = Callable[[Session, dict[str, Any], Principal, Any], None]
 AfterCreate = Callable[[Session, Any, Principal], None]
-# History tables: the criterion "row was in force at this instant", and how such a row looks then.
-AsOf = Callable[[Any, datetime], ColumnElement[bool]]
-AsItWas = Callable[[dict[str, Any]], dict[str, Any]]
+# History tables: the table as it was at an instant (the rows in force then, each as it was then),
+# an entity (an aliased view of the model) that lists query exactly as they query the model.
+AsOf = Callable[[Any, datetime], Any]
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
@@ -53,7 +53,6 @@ class ResourceSpec:
     before_write: BeforeWrite | None = None
     after_create: AfterCreate | None = None
     as_of: AsOf | None = None  # lists take ?as_of=T: the rows in force at T, as they were then
-    as_it_was: AsItWas | None = None
 
     @cached_property
     def table_columns(self) -> dict[str, Column[Any]]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from solarfleet.auth.permissions import UNKNOWN_ENTITY_ID
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import unit_criterion
+from solarfleet.auth.scope import by_part_last_seen, unit_criterion
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
 from solarfleet.fleet.models import Entity, Part, PartProductLinker, PartType, Product
@@ -129,21 +129,25 @@ def _entity_answer(session: Session, unit: Product) -> dict[str, Any]:
 
 
 def attach_part(*, session: Session, principal: Principal, imei: str, part_id: int) -> None:
+    """Put a part on the unit. ENTITY users attach only parts they may see: on one of their
+    units, or taken off one and on no unit since; any other part answers as one that does not
+    exist (400), so the answer never tells whose it is."""
     get_unit(session=session, principal=principal, imei=imei)
-    if session.get(Part, part_id) is None:
-        raise BadRequest(f"Invalid part_id: no part {part_id}")
     link = session.scalars(
         select(PartProductLinker).where(
             PartProductLinker.part_id == part_id, PartProductLinker.date_removed.is_(None)
         )
     ).one_or_none()
-    if link is not None:
-        where = (
-            f"#{link.product_imei}"
-            if link.product_imei == imei or principal.is_global
-            else ("another unit")
-        )
-        raise Conflict(f"Part {part_id} is already on {where}: detach it first")
+    # Checked after the link is read: a link made in between is the part's latest, so a part
+    # moved out of scope meanwhile answers 400, never names where it went.
+    stmt = select(Part.part_id).where(Part.part_id == part_id)
+    criterion = by_part_last_seen()(Part, principal)
+    if criterion is not None:
+        stmt = stmt.where(criterion)
+    if session.scalar(stmt) is None:
+        raise BadRequest(f"Invalid part_id: no part {part_id}")
+    if link is not None:  # on a unit the caller may see (the part's latest link is in scope)
+        raise Conflict(f"Part {part_id} is already on #{link.product_imei}: detach it first")
     session.add(
         PartProductLinker(
             part_id=part_id, product_imei=imei, date_added=utcnow(), created_by=principal.username

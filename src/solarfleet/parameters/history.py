@@ -2,8 +2,14 @@
 
 A row was active at instant ``t`` when its status is ``active`` or ``removed`` and
 ``date_added <= t < date_removed`` (or no ``date_removed``). Expired rows also carry both dates
-and are excluded by status. Full history lists the parts now on the unit; the set at ``t`` lists
-the parts on the unit at ``t`` (part_product_linker history).
+and are excluded by status. :func:`as_of_view` is the table as it was at ``t``: the rows active
+then, each shown as it was then in every field; the per-unit answer (``?date=``) and the fleet-wide
+lists (``?as_of=``) both read it, so a filter applies to what the rows were, never to what they
+became.
+
+A unit's full history lists every part that was ever on it, each with the rows that lived while
+the part was on it; the set at ``t`` lists the parts on the unit at ``t``. For ENTITY users a part
+row also passes :func:`~solarfleet.auth.scope.by_part_history` (no row from another entity's time).
 """
 
 from __future__ import annotations
@@ -12,14 +18,27 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    literal_column,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, aliased
 
 from solarfleet.auth.principal import Principal
+from solarfleet.auth.scope import by_part_history
 from solarfleet.fleet.models import PartProductLinker
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.models import PartParameter, ProductParameter
-from solarfleet.parameters.reports import current_parts
 from solarfleet.parameters.service import PART_FIELDS, PRODUCT_FIELDS
 
 ACTIVE_STATES = ("active", "removed")
@@ -32,6 +51,56 @@ def active_at(model: Any, at: datetime) -> ColumnElement[bool]:
         model.date_added <= at,
         or_(model.date_removed.is_(None), model.date_removed > at),
     )
+
+
+def _linked_at(part_id: Any, at: Any) -> ColumnElement[bool]:
+    link = aliased(PartProductLinker)
+    return exists().where(
+        link.part_id == part_id,
+        link.date_added <= at,
+        or_(link.date_removed.is_(None), link.date_removed > at),
+    )
+
+
+def _activator(model: Any) -> Any:
+    """Who made a row active: the unit that reported it (for a part: the unit it was on)."""
+    if model is ProductParameter:
+        imei: Any = model.product_imei
+    else:
+        link = aliased(PartProductLinker)
+        imei = (
+            select(link.product_imei)
+            .where(link.part_id == model.part_id, link.date_added <= model.date_added)
+            .order_by(link.date_added.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+    return literal_column("'unit:'", String) + imei
+
+
+def as_of_view(model: Any, at: datetime, *only: ColumnElement[bool]) -> Any:
+    """``model`` as it was at ``at``: an entity over a subquery, to query as the model itself.
+    ``only``: criteria on the stored rows, applied inside (one unit's rows, by its index).
+
+    Its rows are those active at ``at`` (for part rows: of a part that was on a unit then, as a
+    unit's answer for ``at`` lists only the parts on it then), with every field as it was then:
+    status ``active``, no ``date_removed``, and ``modified_at`` / ``modified_by`` of the last
+    change up to ``at``. A row changed after ``at`` (its removal, by the unit that reported the
+    new value) was last changed, up to ``at``, when it became active: ``modified_at`` is then
+    ``date_added`` and ``modified_by`` the unit that reported it (``unit:<imei>``).
+    """
+    changed_later = model.modified_at > at
+    rewritten = {
+        "status": literal_column("'active'", String),
+        "date_removed": cast(null(), DateTime),
+        "modified_at": case((changed_later, model.date_added), else_=model.modified_at),
+        "modified_by": case((changed_later, _activator(model)), else_=model.modified_by),
+    }
+    columns = [rewritten.get(c.key, c).label(c.key) for c in sa_inspect(model).columns]
+    where = [active_at(model, at), *only]
+    if model is PartParameter:
+        where.append(_linked_at(model.part_id, at))
+    return aliased(model, select(*columns).where(*where).subquery(), adapt_on_names=True)
 
 
 def parts_at(session: Session, imei: str, at: datetime) -> list[int]:
@@ -51,42 +120,58 @@ def parts_at(session: Session, imei: str, at: datetime) -> list[int]:
     )
 
 
-def as_it_was(row: dict[str, Any]) -> dict[str, Any]:
-    """A row active at an instant, shown as it was then."""
-    return {**row, "status": "active", "date_removed": None}
+def parts_ever(session: Session, imei: str) -> list[int]:
+    """Every part that was ever on the unit."""
+    link = PartProductLinker
+    stmt = select(link.part_id).where(link.product_imei == imei).distinct().order_by(link.part_id)
+    return list(session.scalars(stmt))
+
+
+def _lived_on(model: Any, imei: str) -> ColumnElement[bool]:
+    """Part rows that lived (``created_at`` to ``date_removed``) while the part was on the unit."""
+    link = aliased(PartProductLinker)
+    return exists().where(
+        link.part_id == model.part_id,
+        link.product_imei == imei,
+        or_(link.date_removed.is_(None), link.date_removed > model.created_at),
+        or_(model.date_removed.is_(None), link.date_added < model.date_removed),
+    )
 
 
 def _select(model: Any, fields: Sequence[str], *where: Any) -> Any:
-    pk = PRODUCT_FIELDS[0] if model is ProductParameter else PART_FIELDS[0]
+    """``fields`` of ``model`` (a model or a view of one; the first field is the primary key)."""
     columns = [getattr(model, f) for f in fields]
-    return select(*columns).where(*where).order_by(getattr(model, pk))
+    return select(*columns).where(*where).order_by(columns[0])
 
 
 def parameter_history(
     *, session: Session, principal: Principal, imei: str, at: datetime | None = None
 ) -> dict[str, Any]:
-    """Every parameter row of the unit and its current parts, or the set active at ``at``."""
+    """Every parameter row of the unit and the parts ever on it, or the set active at ``at``."""
     get_unit(session=session, principal=principal, imei=imei)
-    product_where = [ProductParameter.product_imei == imei]
-    part_where: list[Any] = []
-    if at is not None:
-        product_where.append(active_at(ProductParameter, at))
-        part_where.append(active_at(PartParameter, at))
-    part_ids = current_parts(session, imei) if at is None else parts_at(session, imei, at)
+    if at is None:
+        product, part = ProductParameter, PartParameter
+        part_ids = parts_ever(session, imei)
+        part_where = [_lived_on(part, imei)]
+    else:
+        part_ids = parts_at(session, imei, at)
+        product = as_of_view(ProductParameter, at, ProductParameter.product_imei == imei)
+        part = as_of_view(PartParameter, at, PartParameter.part_id.in_(part_ids))
+        part_where = []
+    scope = by_part_history()(part, principal)
+    if scope is not None:
+        part_where.append(scope)
     # dict(zip(...)) rather than dict(r._mapping): the same keys (the select's columns are the
     # fields, in order) at a fraction of the cost, which counts for a unit with 10,000 rows.
     products = [
         dict(zip(PRODUCT_FIELDS, r, strict=True))
-        for r in session.execute(_select(ProductParameter, PRODUCT_FIELDS, *product_where))
+        for r in session.execute(_select(product, PRODUCT_FIELDS, product.product_imei == imei))
     ]
     parts: dict[str, list[dict[str, Any]]] = {str(p): [] for p in part_ids}
     if part_ids:
-        stmt = _select(PartParameter, PART_FIELDS, PartParameter.part_id.in_(part_ids), *part_where)
+        stmt = _select(part, PART_FIELDS, part.part_id.in_(part_ids), *part_where)
         for r in session.execute(stmt):
             parts[str(r.part_id)].append(dict(zip(PART_FIELDS, r, strict=True)))
-    if at is not None:
-        products = [as_it_was(r) for r in products]
-        parts = {k: [as_it_was(r) for r in rows] for k, rows in parts.items()}
     return {"part_parameters": parts, "product_parameters": products}
 
 
