@@ -108,6 +108,16 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, server, log)
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Token token={token}"}
+            ) as c:
+                idle = []
+                for _ in range(30):
+                    t0 = time.perf_counter()
+                    c.get("/v1/entities")
+                    idle.append(time.perf_counter() - t0)
+            lat = Latencies(idle[5:])
+            print(f"GET with no flood: median {lat.median_ms:.0f} ms, max {lat.max_ms:.0f} ms")
             print(f"{args.concurrency} wrong passwords for one user at once:")
             _flood(base, [{"username": "victim", "password": "wrong"}] * args.concurrency, token)
             print(f"{args.addresses} wrong logins from one address, each for another user:")

@@ -20,7 +20,7 @@ from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
 from solarfleet.api.routes import resource_router
 from solarfleet.auth import passwords
-from solarfleet.auth.hash_gate import HashGate
+from solarfleet.auth.gates import login_gates
 from solarfleet.auth.routes import router as auth_router
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetError
@@ -49,9 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.registry = REGISTRY
-    app.state.hash_gate = HashGate(
-        limit=settings.login_max_concurrent_hashes, wait_seconds=settings.login_hash_wait_seconds
-    )
+    app.state.login_gates = login_gates(settings)
     app.state.hot_store = make_hot_store(settings)
     app.state.archive_reader = make_archive_reader(settings)
     app.include_router(auth_router)

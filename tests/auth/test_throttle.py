@@ -260,7 +260,7 @@ def test_concurrent_guesses_get_exactly_the_limit(
 
 def test_a_login_refused_at_the_hash_gate_is_no_failure(app: FastAPI, factory: Factory) -> None:
     user = factory.user()
-    gate = app.state.hash_gate
+    gate = app.state.login_gates.hashes
     for _ in range(gate.limit):  # every slot taken: as if that many hashes were running
         gate._slots.acquire()
     saved, gate.wait_seconds = gate.wait_seconds, 0.05

@@ -79,7 +79,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     )
     message = await service.login(
         sessions=request.app.state.sessions,
-        gate=request.app.state.hash_gate,
+        gates=request.app.state.login_gates,
         username=username,
         password=password,
         address=address,

@@ -6,10 +6,9 @@ from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from solarfleet.auth import throttle
-from solarfleet.auth.hash_gate import HashGate
+from solarfleet.auth.gates import LoginGates
 from solarfleet.auth.models import User
 from solarfleet.auth.passwords import burn_time, hash_password, verify_password
 from solarfleet.auth.permissions import LEVELS, SCOPES
@@ -25,7 +24,7 @@ BAD_CREDENTIALS = "Invalid username or password"
 async def login(
     *,
     sessions: sessionmaker[Session],
-    gate: HashGate,
+    gates: LoginGates,
     username: str,
     password: str,
     address: str,
@@ -34,9 +33,8 @@ async def login(
     """A new token for valid credentials, in the original's ``login_successful`` shape.
 
     The attempt is reserved (or refused, 429) before the password is checked, and the check
-    waits for a turn at the hash gate (429 when none comes): see ``solarfleet.auth.throttle``
-    and ``solarfleet.auth.hash_gate``. The database work runs in worker threads, never holding
-    a transaction while argon2 runs.
+    waits for a turn to hash (429 when none comes): see ``solarfleet.auth.throttle`` and
+    ``solarfleet.auth.gates``. No transaction is open while argon2 runs.
     """
 
     def begin() -> tuple[throttle.Reservation, User | None]:
@@ -47,7 +45,7 @@ async def login(
             )
             return reservation, user
 
-    reservation, user = await run_in_threadpool(begin)
+    reservation, user = await gates.database.run(begin)
 
     def check() -> bool:
         if user is None:
@@ -56,14 +54,16 @@ async def login(
         return verify_password(user.password_hash, password) and user.is_active
 
     try:
-        ok = await gate.run(check)
-    except TooManyRequests:
-        await run_in_threadpool(_release, sessions, reservation)  # nothing was checked
+        ok = await gates.hashes.run(check)
+    except TooManyRequests:  # nothing was checked: give the reservation back
+        await gates.database.run(lambda: _release(sessions, reservation), wait=False)
         raise
     if not ok:
         raise Unauthorized(BAD_CREDENTIALS)  # the reservation stays: it is the failure
     assert user is not None
-    return await run_in_threadpool(_succeed, sessions, reservation, user, settings)
+    return await gates.database.run(
+        lambda: _succeed(sessions, reservation, user, settings), wait=False
+    )
 
 
 def _release(sessions: sessionmaker[Session], reservation: throttle.Reservation) -> None:
