@@ -52,16 +52,17 @@ def _prepare(url: str, data_dir: Path) -> str:
     return token
 
 
-def _flood(base: str, bodies: list[dict[str, str]], token: str) -> None:
+def _flood(base: str, bodies: list[dict[str, str]], token: str, forwarded: bool = False) -> None:
     codes: collections.Counter[int] = collections.Counter()
     latencies: list[float] = []
     done = threading.Event()
     start = threading.Barrier(len(bodies) + 1)
 
-    def login(body: dict[str, str]) -> None:
+    def login(n: int) -> None:
+        headers = {"X-Forwarded-For": f"203.0.113.{n % 250}"} if forwarded else {}
         with httpx.Client(base_url=base, timeout=120) as http:
             start.wait()
-            codes[http.post("/v1/auth/login", json=body).status_code] += 1
+            codes[http.post("/v1/auth/login", json=bodies[n], headers=headers).status_code] += 1
 
     def reader() -> None:
         headers = {"Authorization": f"Token token={token}"}
@@ -72,9 +73,13 @@ def _flood(base: str, bodies: list[dict[str, str]], token: str) -> None:
                 t0 = time.perf_counter()
                 assert http.get("/v1/entities").status_code == 200
                 latencies.append(time.perf_counter() - t0)
+                if latencies[-1] > 1:
+                    print(f"  a GET took {latencies[-1]:.1f} s, from {t0 - began:.1f} s")
+                time.sleep(0.01)
 
-    threads = [threading.Thread(target=login, args=(b,)) for b in bodies]
+    threads = [threading.Thread(target=login, args=(n,)) for n in range(len(bodies))]
     probe = threading.Thread(target=reader)
+    began = time.perf_counter()
     probe.start()
     t0 = time.perf_counter()
     for t in threads:
@@ -103,7 +108,9 @@ def main() -> None:
         token = _prepare(args.pg_url, data_dir)
         port = free_port()
         log = data_dir / "serve.log"
-        env = {"SOLARFLEET_DATABASE_URL": args.pg_url} if args.pg_url else {}
+        env = {"SOLARFLEET_TRUSTED_PROXIES": "127.0.0.1"}
+        if args.pg_url:
+            env["SOLARFLEET_DATABASE_URL"] = args.pg_url
         server = start_server(data_dir, port, log, env=env, cli=True)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -123,6 +130,9 @@ def main() -> None:
             print(f"{args.addresses} wrong logins from one address, each for another user:")
             bodies = [{"username": f"guess-{n}", "password": "x"} for n in range(args.addresses)]
             _flood(base, bodies, token)
+            print(f"{args.concurrency} wrong logins at once, each user and address another:")
+            bodies = [{"username": f"other-{n}", "password": "x"} for n in range(args.concurrency)]
+            _flood(base, bodies, token, forwarded=True)
             print(f"  server peak memory {_peak_rss_mib(server.pid):.0f} MiB")
         finally:
             stop_server(server)
