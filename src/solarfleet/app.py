@@ -49,9 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.registry = REGISTRY
-    app.state.login_gates = login_gates(settings)
     app.state.hot_store = make_hot_store(settings)
     app.state.archive_reader = make_archive_reader(settings)
+    app.state.login_gates = login_gates(settings)
     app.include_router(auth_router)
     app.include_router(fleet_router)
     app.include_router(parameters_router)

@@ -36,6 +36,8 @@ async def login(
     waits for a turn to hash (429 when none comes): see ``solarfleet.auth.throttle`` and
     ``solarfleet.auth.gates``. No transaction is open while argon2 runs.
     """
+    # No username holds a NUL (PostgreSQL refuses one in text): such a name is an unknown user.
+    username = username.replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
     def begin() -> tuple[throttle.Reservation, User | None]:
         with write_session(sessions) as session:
