@@ -276,3 +276,9 @@ def test_a_login_refused_at_the_hash_gate_is_no_failure(app: FastAPI, factory: F
     }
     assert _count(factory) == 0  # the reservation was given back
     assert _login(_client(app, "198.51.100.1"), user.username).status_code == 200
+
+
+def test_a_nul_in_the_username_is_an_unknown_user(app: FastAPI, factory: Factory) -> None:
+    r = _login(_client(app, "198.51.100.1"), "a\x00b", "x")
+    assert r.status_code == 401, r.text
+    assert _count(factory, "username:a\N{REPLACEMENT CHARACTER}b") == 1
