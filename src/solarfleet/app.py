@@ -22,6 +22,7 @@ from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
 from solarfleet.api.routes import resource_router
 from solarfleet.auth import passwords
+from solarfleet.auth.gates import login_gates
 from solarfleet.auth.routes import router as auth_router
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetError
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.in_flight = InFlight(settings.query_max_in_flight_per_user)
     app.state.hot_store = make_hot_store(settings)
     app.state.archive_reader = make_archive_reader(settings)
+    app.state.login_gates = login_gates(settings)
     app.include_router(auth_router)
     app.include_router(fleet_router)
     app.include_router(parameters_router)

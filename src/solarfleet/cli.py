@@ -67,6 +67,9 @@ def serve(
         workers=workers,
         log_level="info",
         server_header=False,
+        # The app decides whom to believe about the client's address (SOLARFLEET_TRUSTED_PROXIES,
+        # solarfleet.auth.proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
+        proxy_headers=False,
     )
 
 

@@ -1,6 +1,6 @@
 """Every model, imported once so that Base.metadata knows every table."""
 
-from solarfleet.auth.models import LoginFailure, Token, User
+from solarfleet.auth.models import KnownAddress, LoginFailure, Token, User
 from solarfleet.db import Base
 from solarfleet.fleet.models import (
     Entity,
@@ -19,6 +19,7 @@ from solarfleet.telemetry.models import TelemetryDirty
 __all__ = [
     "Base",
     "Entity",
+    "KnownAddress",
     "LoginFailure",
     "MigrationLease",
     "MigrationPending",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -41,13 +43,22 @@ class Settings(BaseSettings):
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,
     # so that a busy client does not cost a database write on every request.
     token_refresh_interval_seconds: int = 300
-    # Login throttling: more failed logins than these within the window (sliding) answer 429
-    # before the password is checked. 0 turns a limit off. The address is the peer address
-    # uvicorn reports; behind a reverse proxy, run uvicorn with --proxy-headers and
-    # --forwarded-allow-ips=<proxy> so that it is the client's, not the proxy's.
-    login_max_failures_per_user: int = 5
-    login_max_failures_per_address: int = 20
-    login_window_seconds: int = 900
+    # Login throttling (see solarfleet.auth.throttle): failed logins within the sliding window
+    # answer 429 before the password is checked. 0 turns a limit off. The last two limits do not
+    # apply to a username from an address it logged in from within login_known_address_days,
+    # so that an attacker elsewhere cannot lock the real user out.
+    login_max_failures_per_user_address: int = Field(default=5, ge=0)
+    login_max_failures_per_address: int = Field(default=20, ge=0)
+    login_max_failures_per_user: int = Field(default=100, ge=0)
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_known_address_days: float = Field(default=30.0, ge=0)
+    # At most this many password hashes (argon2: argon2_memory_kib each) run at once in one API
+    # process; a login waits up to login_hash_wait_seconds for a turn, then answers 429.
+    login_max_concurrent_hashes: int = Field(default=2, ge=1)
+    login_hash_wait_seconds: float = Field(default=5.0, ge=0)
+    # Peers (addresses or networks, comma-separated) whose X-Forwarded-For is believed: the
+    # client address is the last hop not in this list. Empty: X-Forwarded-For is never read.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_body_bytes: int = 16 * 1024 * 1024  # uploads of 50,000 points fit well within this
@@ -71,6 +82,20 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = 10.0
     # List requests one user may have running at once (per API process); more answer 429.
     query_max_in_flight_per_user: int = 4
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        """A comma-separated string (how the environment gives it) or a list; each entry an
+        address or a network (``10.0.0.0/8``)."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {entry!r}") from None
+        return value
 
     @property
     def effective_database_url(self) -> str:

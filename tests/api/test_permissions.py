@@ -825,3 +825,99 @@ def _dumps(q: Any) -> str:
     import json
 
     return json.dumps(q)
+
+
+# -- a password change or a deactivation revokes tokens (SPEC §2) ------------------------------
+
+
+def _token_of(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    r = _login(client, username, password)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Token token={r.json()['message']['login_successful']['API_token']}"}
+
+
+def _tokens_of(factory: Factory, user_id: int) -> int:
+    with factory.sessions() as session:
+        return len(session.scalars(select(Token).where(Token.user_id == user_id)).all())
+
+
+def test_a_password_changed_by_an_admin_revokes_every_token(
+    client: TestClient, factory: Factory
+) -> None:
+    admin = factory.headers("SYSTEM")
+    user = factory.user("OVERVIEW")
+    first, second = _token_of(client, user.username), _token_of(client, user.username)
+    bystander = factory.user("OVERVIEW")
+    theirs = _token_of(client, bystander.username)
+    r = client.put(f"/v1/users/{user.user_id}", headers=admin, json={"password": "a new password"})
+    assert r.status_code == 200, r.text
+    for headers in (first, second):
+        assert client.get("/v1/entities", headers=headers).status_code == 401
+    assert _tokens_of(factory, user.user_id) == 0
+    assert client.get("/v1/entities", headers=theirs).status_code == 200  # others untouched
+    assert _login(client, user.username).status_code == 401
+    assert _login(client, user.username, "a new password").status_code == 200
+
+
+def test_changing_ones_own_password_keeps_the_token_it_was_sent_with(
+    client: TestClient, factory: Factory
+) -> None:
+    user = factory.user("SYSTEM")
+    mine, stolen = _token_of(client, user.username), _token_of(client, user.username)
+    r = client.put(f"/v1/users/{user.user_id}", headers=mine, json={"password": "a new password"})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/entities", headers=mine).status_code == 200
+    assert client.get("/v1/entities", headers=stolen).status_code == 401
+    assert _tokens_of(factory, user.user_id) == 1
+
+
+def test_other_changes_and_refused_password_changes_revoke_nothing(
+    client: TestClient, factory: Factory
+) -> None:
+    admin = factory.headers("SYSTEM")
+    user, other = factory.user("OVERVIEW"), factory.user("OVERVIEW")
+    token = _token_of(client, user.username)
+    r = client.put(f"/v1/users/{user.user_id}", headers=admin, json={"display_name": "Renamed"})
+    assert r.status_code == 200, r.text
+    r = client.put(
+        f"/v1/users/{user.user_id}",
+        headers=admin,
+        json={"password": "a new password", "username": other.username},
+    )
+    assert r.status_code == 409, r.text  # one transaction: the revocation is undone too
+    assert client.get("/v1/entities", headers=token).status_code == 200
+    assert _login(client, user.username).status_code == 200
+
+
+def test_deactivating_a_user_revokes_its_tokens_for_good(
+    client: TestClient, factory: Factory
+) -> None:
+    admin = factory.headers("SYSTEM")
+    user = factory.user("OVERVIEW")
+    token = _token_of(client, user.username)
+    r = client.put(f"/v1/users/{user.user_id}", headers=admin, json={"is_active": False})
+    assert r.status_code == 200, r.text
+    assert _tokens_of(factory, user.user_id) == 0
+    r = client.put(f"/v1/users/{user.user_id}", headers=admin, json={"is_active": True})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/entities", headers=token).status_code == 401  # not revived
+
+
+@pytest.mark.parametrize("username", ["", " ", "\t \n"])
+def test_an_empty_username_is_a_400(client: TestClient, factory: Factory, username: str) -> None:
+    admin = factory.headers("SYSTEM")
+    body = {"username": username, "password": "long enough", "permissions": "OVERVIEW"}
+    r = client.post("/v1/users", headers=admin, json=body)
+    assert r.status_code == 400, r.text
+    expected = {
+        "status": "error",
+        "message": "Invalid username: it must not be empty or only whitespace",
+    }
+    assert r.json() == expected
+    user = factory.user("OVERVIEW")
+    r = client.put(f"/v1/users/{user.user_id}", headers=admin, json={"username": username})
+    assert r.status_code == 400, r.text
+    assert r.json() == expected
+    with factory.sessions() as session:
+        assert session.get(User, user.user_id).username == user.username  # type: ignore[union-attr]
+        assert session.scalars(select(User).where(User.username == username)).all() == []

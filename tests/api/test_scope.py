@@ -885,3 +885,162 @@ def test_parameter_endpoints_of_units_outside_scope_are_404(
     pending = {"filters": [{"name": "status", "op": "==", "val": "pending"}]}
     assert listing(client, g, "product_parameters", pending) == []
     assert listing(client, g, "part_parameters", pending) == []
+
+
+# -- users: scope binds every permission level, SYSTEM included --------------------------------
+
+
+def _user_id(factory: Factory, headers: Headers) -> int:
+    with factory.sessions() as session:
+        return session.scalars(
+            select(User.user_id).where(User.username == _username(factory, headers))
+        ).one()
+
+
+def _user_row(factory: Factory, user_id: int) -> tuple[str, str, int | None]:
+    with factory.sessions() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        return user.permissions, user.user_product_visibility, user.entity_id
+
+
+def test_entity_users_see_only_their_entitys_users(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    reader = factory.user("OVERVIEW", "ENTITY", world.a)
+    global_in_a = factory.user("OVERVIEW", "GLOBAL", world.a)  # GLOBAL: not A's to manage
+    ids = {who: _user_id(factory, headers) for who, headers in world.users.items()}
+    a = world.users["A"]
+    assert sorted(u["user_id"] for u in listing(client, a, "users")) == sorted(
+        [ids["A"], reader.user_id]
+    )
+    assert {u["user_id"] for u in listing(client, world.users["B"], "users")} == {ids["B"]}
+    everyone = {u["user_id"] for u in listing(client, world.users["global"], "users")}
+    assert everyone == {*ids.values(), reader.user_id, global_in_a.user_id}
+    for other in (ids["B"], ids["global"], ids["unknown"], global_in_a.user_id):
+        r = client.get(f"/v1/users/{other}", headers=a)
+        assert r.status_code == 404, r.text
+        assert r.json() == {"status": "error", "message": f"No users with user_id {other}"}
+    assert client.get(f"/v1/users/{reader.user_id}", headers=a).status_code == 200
+    # nor through a filter on the relation
+    q = {"filters": [{"name": "entity__name", "op": "==", "val": "Entity B"}]}
+    assert listing(client, a, "users", q) == []
+    assert [u["user_id"] for u in listing(client, world.users["global"], "users", q)] == [ids["B"]]
+
+
+def test_an_entity_user_cannot_widen_or_move_itself(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    a = world.users["A"]
+    me = _user_id(factory, a)
+    before = _user_row(factory, me)
+    for body, field in (
+        ({"user_product_visibility": "GLOBAL"}, "user_product_visibility GLOBAL"),
+        ({"user_product_visibility": "GLOBAL", "entity_id": None}, "user_product_visibility"),
+        ({"entity_id": world.b.entity_id}, f"entity_id {world.b.entity_id}"),
+        ({"entity_id": None}, "entity_id"),
+    ):
+        r = client.put(f"/v1/users/{me}", headers=a, json=body)
+        assert r.status_code in (400, 403), (body, r.text)
+        assert field in r.json()["message"], (body, r.text)
+    assert _user_row(factory, me) == before
+    # what stays within its scope it may change
+    r = client.put(f"/v1/users/{me}", headers=a, json={"display_name": "Me"})
+    assert r.status_code == 200, r.text
+
+
+def test_an_entity_user_cannot_widen_or_move_another_user(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    a = world.users["A"]
+    colleague = factory.user("TECHNICAL", "ENTITY", world.a)
+    r = client.put(
+        f"/v1/users/{colleague.user_id}", headers=a, json={"user_product_visibility": "GLOBAL"}
+    )
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "status": "error",
+        "message": "Invalid user_product_visibility GLOBAL: an ENTITY user cannot widen a scope",
+    }
+    r = client.put(
+        f"/v1/users/{colleague.user_id}", headers=a, json={"entity_id": world.b.entity_id}
+    )
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "status": "error",
+        "message": f"Invalid entity_id {world.b.entity_id}: an ENTITY user manages the users "
+        f"of its own entity ({world.a.entity_id}) only",
+    }
+    assert _user_row(factory, colleague.user_id) == ("TECHNICAL", "ENTITY", world.a.entity_id)
+    r = client.put(f"/v1/users/{colleague.user_id}", headers=a, json={"permissions": "SYSTEM"})
+    assert r.status_code == 200, r.text  # no more than A holds
+    # the GLOBAL SYSTEM user manages everyone
+    g = world.users["global"]
+    r = client.put(
+        f"/v1/users/{colleague.user_id}",
+        headers=g,
+        json={"user_product_visibility": "GLOBAL", "entity_id": None},
+    )
+    assert r.status_code == 200, r.text
+    assert _user_row(factory, colleague.user_id) == ("SYSTEM", "GLOBAL", None)
+
+
+def test_an_entity_user_cannot_touch_users_outside_its_scope(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    a = world.users["A"]
+    targets = [_user_id(factory, world.users[w]) for w in ("B", "global", "unknown")]
+    targets.append(factory.user("OVERVIEW", "GLOBAL", world.a).user_id)
+    for target in targets:
+        before = _user_row(factory, target)
+        for method, body in (("PUT", {"display_name": "x"}), ("PUT", {"password": "p" * 12})):
+            r = client.request(method, f"/v1/users/{target}", headers=a, json=body)
+            assert r.status_code == 404, r.text
+        assert client.delete(f"/v1/users/{target}", headers=a).status_code == 404
+        assert _user_row(factory, target) == before
+
+
+def test_an_entity_user_creates_users_of_its_own_entity_only(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    a = world.users["A"]
+
+    def create(n: int, **body: Any) -> Any:
+        base = {
+            "username": f"made-{n}@example.com",
+            "password": "long enough",
+            "permissions": "ADMIN",
+        }
+        return client.post("/v1/users", headers=a, json=base | body)
+
+    refused = (
+        {"user_product_visibility": "GLOBAL"},
+        {"user_product_visibility": "GLOBAL", "permissions": "SYSTEM"},
+        {"user_product_visibility": "ENTITY", "entity_id": world.b.entity_id},
+        {"entity_id": world.b.entity_id},
+    )
+    for n, body in enumerate(refused):
+        r = create(n, **body)
+        assert r.status_code == 403, (body, r.text)
+    with factory.sessions() as session:
+        made = session.scalars(select(User).where(User.username.like("made-%"))).all()
+    assert made == []
+    # without a scope: the creator's own
+    r = create(10)
+    assert r.status_code == 201, r.text
+    assert (r.json()["user_product_visibility"], r.json()["entity_id"]) == (
+        "ENTITY",
+        world.a.entity_id,
+    )
+    r = create(
+        11, user_product_visibility="ENTITY", entity_id=world.a.entity_id, permissions="SYSTEM"
+    )
+    assert r.status_code == 201, r.text
+    # and the GLOBAL SYSTEM user still makes GLOBAL users
+    r = client.post(
+        "/v1/users",
+        headers=world.users["global"],
+        json={"username": "made-g@example.com", "password": "long enough", "permissions": "SYSTEM"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["user_product_visibility"] == "GLOBAL"

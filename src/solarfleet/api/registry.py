@@ -14,6 +14,9 @@ from solarfleet.auth.models import User
 from solarfleet.auth.passwords import hash_password
 from solarfleet.auth.principal import Principal
 from solarfleet.auth.scope import by_part_history, by_part_last_seen, by_unit
+from solarfleet.auth.service import check_username
+from solarfleet.auth.tokens import revoke_all
+from solarfleet.auth.user_scope import check_grant, users_in_scope
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest
 from solarfleet.fleet.models import (
@@ -61,14 +64,33 @@ def _check_parameter_types(session: Session, values: dict[str, Any], _p: Any, _r
     values["parameter_types"] = sorted(wanted)
 
 
-def _prepare_user(session: Session, values: dict[str, Any], _p: Any, row: User | None) -> None:
-    password = values.pop("password", None)
-    if password is not None:
-        values["password_hash"] = hash_password(password)
-    scope = values.get("user_product_visibility", row.user_product_visibility if row else "GLOBAL")
+def _prepare_user(
+    session: Session, values: dict[str, Any], principal: Principal, row: User | None
+) -> None:
+    """A user as the caller may make it (``auth/user_scope``), its password hashed; changing the
+    password revokes the user's other tokens, deactivating it all of them."""
+    if values.get("username") is not None:
+        check_username(values["username"])
+    if row is None and not principal.is_global:  # an ENTITY user's users are its entity's
+        values.setdefault("user_product_visibility", "ENTITY")
+        values.setdefault("entity_id", principal.entity_id)
+    scope = values.get("user_product_visibility") or (
+        row.user_product_visibility if row else "GLOBAL"
+    )
     entity_id = values.get("entity_id", row.entity_id if row else None)
     if scope == "ENTITY" and entity_id is None:
         raise BadRequest("entity_id is required when user_product_visibility is ENTITY")
+    permissions = values.get("permissions") or (row.permissions if row else None)
+    check_grant(principal, permissions=permissions, scope=scope, entity_id=entity_id)
+    password = values.pop("password", None)
+    if password is not None:
+        values["password_hash"] = hash_password(password)
+    if row is not None and values.get("is_active") is False:
+        revoke_all(session=session, user_id=row.user_id)
+    elif row is not None and password is not None:
+        # The token that changed its own user's password stays valid (README, "Users").
+        keep = principal.token_id if principal.user_id == row.user_id else None
+        revoke_all(session=session, user_id=row.user_id, keep=keep)
 
 
 def _link_to_creator(session: Session, product: Product, principal: Principal) -> None:
@@ -199,7 +221,9 @@ REGISTRY = Registry(
             name="users",
             model=User,
             methods={m: "SYSTEM" for m in ("GET", "POST", "PUT", "DELETE")},
-            description="API users. The password is write-only.",
+            description="API users. The password is write-only. An ENTITY user sees and manages "
+            "only the ENTITY users of its own entity and gives no more than it holds.",
+            scope=users_in_scope,
             relations=("entity",),
             hidden=("password_hash",),
             extra_fields={

@@ -47,10 +47,11 @@ class Token(MetaColumns, Base):
 
 
 class LoginFailure(Base):
-    """One failed login, kept for ``login_window_seconds`` (see ``solarfleet.auth.throttle``).
+    """One failed (or still in flight) login, kept for ``login_window_seconds``.
 
-    ``key`` is ``username:<name>`` or ``address:<client address>``. A row per failure (rather
-    than a counter) makes recording atomic under concurrent requests in every API process.
+    ``key`` is ``user_address:<address> <name>``, ``address:<address>`` or ``user:<name>`` (see
+    ``solarfleet.auth.throttle``). A row per attempt rather than a counter: an attempt reserves
+    its rows before the password is checked and a success deletes them again.
     """
 
     __tablename__ = "login_failures"
@@ -59,3 +60,16 @@ class LoginFailure(Base):
     login_failure_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(1100), nullable=False)
     failed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, index=True)
+
+
+class KnownAddress(Base):
+    """An address a user last logged in from successfully, and when: from there, the user is
+    held only by the limit on that (user, address) pair (``solarfleet.auth.throttle``)."""
+
+    __tablename__ = "login_known_addresses"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_success_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

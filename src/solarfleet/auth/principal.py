@@ -14,6 +14,7 @@ class Principal:
     permissions: str
     scope: str  # GLOBAL or ENTITY
     entity_id: int | None
+    token_id: int | None = None  # the token this request came with (None: not a token)
 
     def can(self, level: str) -> bool:
         return allows(self.permissions, level)

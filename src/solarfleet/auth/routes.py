@@ -4,13 +4,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from solarfleet.api.deps import SessionDep, SettingsDep, WriteSessionDep
 from solarfleet.api.responses import JSONBody, success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth import service
+from solarfleet.auth.proxies import client_address
 from solarfleet.auth.tokens import revoke
 from solarfleet.errors import BadRequest
 
@@ -49,10 +49,12 @@ async def _credentials(request: Request) -> tuple[str, str]:
     if not isinstance(body, dict):
         raise BadRequest("The body must be an object with username and password")
     values = []
-    for name in ("username", "password"):
+    for name, longest in (("username", 255), ("password", 1024)):
         value = body.get(name)
-        if not isinstance(value, str) or not value or len(value) > 1024:
+        if not isinstance(value, str) or not value:
             raise BadRequest(f"{name} is required and must be a non-empty string")
+        if len(value) > longest:
+            raise BadRequest(f"{name} is longer than {longest} characters")
         values.append(value)
     return values[0], values[1]
 
@@ -70,22 +72,20 @@ async def _credentials(request: Request) -> tuple[str, str]:
 )
 async def login(request: Request, settings: SettingsDep) -> Response:
     username, password = await _credentials(request)
-    sessions = request.app.state.sessions
-    # The peer address; behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips decide
-    # whether it is taken from X-Forwarded-For (see solarfleet.auth.throttle).
-    address = request.client.host if request.client else "unknown"
-
-    def work() -> dict[str, Any]:
-        return service.login(
-            sessions=sessions,
-            username=username,
-            password=password,
-            address=address,
-            settings=settings,
-        )
-
-    # argon2 and the database block: keep them off the event loop.
-    return JSONBody({"status": "success", "message": await run_in_threadpool(work)})
+    address = client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    message = await service.login(
+        sessions=request.app.state.sessions,
+        gates=request.app.state.login_gates,
+        username=username,
+        password=password,
+        address=address,
+        settings=settings,
+    )
+    return JSONBody({"status": "success", "message": message})
 
 
 @router.post(

@@ -12,7 +12,7 @@ import secrets
 import string
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.models import Token, User
@@ -104,9 +104,18 @@ def authenticate(
         permissions=row.permissions,
         scope=row.user_product_visibility,
         entity_id=row.entity_id,
+        token_id=row.token_id,
     )
 
 
 def revoke(*, session: Session, header: str | None) -> None:
     token_hash = hash_token(parse_authorization(header))
     session.query(Token).filter(Token.token_hash == token_hash).delete()
+
+
+def revoke_all(*, session: Session, user_id: int, keep: int | None = None) -> None:
+    """Revoke every token of the user but ``keep`` (a token_id; not committed)."""
+    stmt = delete(Token).where(Token.user_id == user_id)
+    if keep is not None:
+        stmt = stmt.where(Token.token_id != keep)
+    session.execute(stmt)
