@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -348,3 +349,17 @@ def test_influx_database_is_created_again_when_dropped() -> None:
     finally:
         store.drop_database()
         store.close()
+
+
+@pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
+def test_influx_requests_are_not_logged_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A Celery worker logs at INFO: each InfluxDB request must not be a line (issue 16.6)."""
+    store = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_quiet_x")
+    caplog.set_level(logging.INFO)
+    try:
+        store.write([pt()])
+        everything(store)
+    finally:
+        store.drop_database()
+        store.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []

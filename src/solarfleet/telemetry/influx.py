@@ -31,6 +31,9 @@ from solarfleet.telemetry import rules
 from solarfleet.telemetry.points import Point, Tags, Value, day_of
 
 log = logging.getLogger("solarfleet")
+# httpx logs every request at INFO: a Celery worker (root logger at INFO) would log each
+# InfluxDB call of a migration pass. Failures are logged here, by us, with their reason.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 LINES_PER_REQUEST = 5_000
 CHUNK_SIZE = 10_000
