@@ -277,8 +277,8 @@ class InfluxHotStore:
 
         InfluxConfigurationError saying what to do when InfluxDB refuses our credentials or a
         right: an ordinary user needs READ and WRITE on an existing database (``GRANT ALL ON
-        "<db>" TO "<user>"``); only an admin may create it. A server that is down or does not
-        answer is only logged: uploads answer 503 until it is back.
+        "<db>" TO "<user>"``, which is not admin); only an admin may create it. A server that
+        is down or does not answer is only logged: uploads answer 503 until it is back.
         """
         try:
             self._check_access()
@@ -287,6 +287,8 @@ class InfluxHotStore:
 
     def _check_access(self) -> None:
         db, user = self.database, self.user or "(no user)"
+        # One privilege per user and database in InfluxDB 1.x: ALL is READ and WRITE (not admin).
+        grant = f"GRANT ALL ON {ident(db)} TO {ident(user)}"
 
         def refused(what: str, detail: str) -> InfluxConfigurationError:
             return InfluxConfigurationError(
@@ -303,15 +305,15 @@ class InfluxHotStore:
             if response.status_code != 200 or "error" in response.text:
                 raise refused(
                     "to create the database",
-                    f"create it as an admin (CREATE DATABASE {ident(db)}) and grant this user "
-                    f"READ and WRITE on it ({response.text.strip()})",
+                    f"create it as an admin (CREATE DATABASE {ident(db)}; {grant}) "
+                    f"({response.text.strip()})",
                 )
         response = self._raw("/query", data={"q": "SHOW MEASUREMENTS LIMIT 1", "db": db})
         if response.status_code in (401, 403) or "not authorized" in response.text:
-            raise refused("to read", f"grant READ on {ident(db)} ({response.text.strip()})")
+            raise refused("to read", f"{grant} ({response.text.strip()})")
         response = self._raw("/write", params={"db": db, "precision": "u"}, content=b"")
         if response.status_code in (401, 403):
-            raise refused("to write", f"grant WRITE on {ident(db)} ({response.text.strip()})")
+            raise refused("to write", f"{grant} ({response.text.strip()})")
 
     def _raw(self, path: str, **kwargs: Any) -> httpx.Response:
         """A request whose 4xx the caller judges; unreachable or 5xx is ServiceUnavailable."""
