@@ -347,3 +347,36 @@ def test_influx_requests_are_not_logged_one_by_one(caplog: pytest.LogCaptureFixt
         store.drop_database()
         store.close()
     assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []
+
+
+@pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
+def test_influx_readings_of_the_former_layout_are_moved() -> None:
+    """Data written before the kind-in-the-key layout (one measurement, plain field keys)."""
+    store = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_legacy_x")
+    store.drop_database()
+    old = (
+        f'telemetry,imei={IMEI} v=12.0,n=7i,b=true,s="eco" {T0}\n'
+        f"telemetry,imei={IMEI},src=bms v=1.5 {T0 + 1}\n"
+        f"telemetry,imei={OTHER} v=3.25 {T0 + 2 * US_PER_DAY}\n"
+        f'status,imei={OTHER} s="ok" {T0}'
+    )
+    try:
+        store._write_lines(old.encode())
+        assert everything(store) == []  # not read in the former layout
+        assert store.upgrade_layout() == 7
+        assert everything(store) == [
+            pt("b", value=True),
+            pt("n", value=7),
+            pt("s", value="eco"),
+            pt("v", value=12.0),
+            pt("v", T0 + 1, 1.5, tags={"src": "bms"}),
+        ]
+        assert everything(store, OTHER) == [
+            pt("s", value="ok", imei=OTHER, measurement="status"),
+            pt("v", T0 + 2 * US_PER_DAY, 3.25, imei=OTHER),
+        ]
+        assert store._legacy_measurements() == []
+        assert store.upgrade_layout() == 0
+    finally:
+        store.drop_database()
+        store.close()

@@ -314,6 +314,13 @@ class InfluxHotStore:
         response = self._raw("/write", params={"db": db, "precision": "u"}, content=b"")
         if response.status_code in (401, 403):
             raise refused("to write", f"{grant} ({response.text.strip()})")
+        legacy = self._legacy_measurements()
+        if legacy:
+            log.warning(
+                "InfluxDB database %r holds %d measurements of the former layout (%s): their "
+                "readings are not read until `solarfleet telemetry upgrade-influx` moves them",
+                db, len(legacy), ", ".join(legacy[:5]),
+            )  # fmt: skip
 
     def _raw(self, path: str, **kwargs: Any) -> httpx.Response:
         """A request whose 4xx the caller judges; unreachable or 5xx is ServiceUnavailable."""
@@ -445,5 +452,63 @@ class InfluxHotStore:
                 raise self._unavailable(f"a delete failed: {exc}") from exc
         return dropped
 
+    # -- the former layout --------------------------------------------------------------------
+
+    def upgrade_layout(self) -> int:
+        """Move readings of the former layout (``<measurement>,imei=…`` with plain field keys,
+        one type per field) into this one, unit by unit, then drop each former measurement;
+        the readings moved. Run again after an interruption, it copies again (overwriting,
+        never duplicating) and drops. Run it with no API process of the former version left."""
+        every = time_range(rules.MIN_TIME_US, rules.MAX_TIME_US + 1)
+        moved = 0
+        for name in self._legacy_measurements():
+            kinds: dict[str, str] = {}
+            for s in self._read_query(f"SHOW FIELD KEYS FROM {ident(name)}"):
+                for key, influx_type in s.get("values") or ():
+                    kinds.setdefault(key, INFLUX_KINDS.get(influx_type, "str"))
+            found = self._read_query(f'SHOW TAG VALUES FROM {ident(name)} WITH KEY = "imei"')
+            for imei in sorted({row[1] for s in found for row in s.get("values") or ()}):
+                if not (imei.isascii() and imei.isdigit() and len(imei) <= 15):
+                    continue  # not a unit of ours: left out (and dropped with the measurement)
+                series = self._read_query(
+                    f'SELECT * FROM {ident(name)} WHERE "imei"::tag = {literal(imei)}'
+                    f" AND {every} GROUP BY *"
+                )
+                points = []
+                for s in series:
+                    tags = tuple(
+                        sorted(
+                            (k, v) for k, v in (s.get("tags") or {}).items() if v and k != "imei"
+                        )
+                    )
+                    for row in s.get("values") or ():
+                        for field, raw in zip(s["columns"][1:], row[1:], strict=True):
+                            if raw is not None:
+                                value = _legacy_value(kinds.get(field), raw)
+                                points.append(Point(imei, name, tags, field, int(row[0]), value))
+                for kind in rules.KINDS:  # a field's type could differ between shards
+                    moved += self.write([p for p in points if rules.kind_of(p.value) == kind])
+            try:
+                self._query(f"DROP MEASUREMENT {ident(name)}")
+            except _QueryError as exc:
+                raise self._unavailable(f"cannot drop {name!r}: {exc}") from exc
+        return moved
+
+    def _legacy_measurements(self) -> list[str]:
+        names = self._read_query("SHOW MEASUREMENTS")
+        return [
+            row[0]
+            for s in names
+            for row in s.get("values") or ()
+            if api_measurement(row[0]) is None
+        ]
+
     def close(self) -> None:
         self._client.close()
+
+
+def _legacy_value(kind: str | None, raw: Any) -> Value:
+    try:
+        return _convert(kind, raw)
+    except ValueError:  # this shard held another type than SHOW FIELD KEYS said
+        return _convert(None, raw)
