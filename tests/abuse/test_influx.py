@@ -5,9 +5,11 @@ series per unit), each limit a 400 naming it."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,19 +30,32 @@ MAX_SERIES = 300
 MS = 1732435200000  # 2024-11-24
 
 
+def influx_env(serve: Serve, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` with a database of its own on the test InfluxDB (dropped afterwards)."""
+    if not INFLUX_URL:
+        pytest.skip(NO_INFLUX)
+    database = f"solarfleet_abuse_{uuid.uuid4().hex[:10]}"
+    yield {**env, "SOLARFLEET_INFLUX_URL": INFLUX_URL, "SOLARFLEET_INFLUX_DATABASE": database}
+    store = InfluxHotStore(INFLUX_URL, database=database)
+    store.drop_database()
+    store.close()
+
+
 @pytest.fixture(scope="module", params=["embedded", "influx"])
 def server(request: pytest.FixtureRequest, serve: Serve) -> Iterator[Server]:
     env = {"SOLARFLEET_TELEMETRY_MAX_SERIES_PER_UNIT": str(MAX_SERIES)}
     if request.param == "embedded":
         yield serve(**env)
         return
-    if not INFLUX_URL:
-        pytest.skip(NO_INFLUX)
-    database = f"solarfleet_abuse_{uuid.uuid4().hex[:10]}"
-    yield serve(SOLARFLEET_INFLUX_URL=INFLUX_URL, SOLARFLEET_INFLUX_DATABASE=database, **env)
-    store = InfluxHotStore(INFLUX_URL, database=database)
-    store.drop_database()
-    store.close()
+    for with_influx in influx_env(serve, env):
+        yield serve(**with_influx)
+
+
+@pytest.fixture(scope="module")
+def two_servers(serve: Serve) -> Iterator[list[Server]]:
+    """Two API processes on the test database and one InfluxDB database."""
+    for env in influx_env(serve, {}):
+        yield [serve(**env), serve(**env)]
 
 
 def series_rows(sessions: sessionmaker[Session], imei: str) -> int:
@@ -101,3 +116,43 @@ def test_one_upload_creates_a_bounded_number_of_series(
 
 def _basic(unit: Product) -> httpx.BasicAuth:
     return httpx.BasicAuth(unit.product_imei, unit.device_key)
+
+
+def test_racing_first_uploads_in_two_processes_acknowledge_one_kind(
+    two_servers: list[Server], factory: Factory
+) -> None:
+    """Issue 16.1: a unit's number and string for a new field, months apart, sent to two API
+    processes at once. One is acknowledged and read back; the other is a 400; never both."""
+    unit = factory.product()
+    reader = factory.headers("OVERVIEW")
+    clients = [httpx.Client(base_url=s.url, timeout=30) for s in two_servers]
+    try:
+        for i in range(20):
+            bodies = [
+                {"fields": {f"r{i}": [[MS, 1.5]]}},
+                {"fields": {f"r{i}": [[MS + 120 * 86_400_000, "text"]]}},
+            ]
+            barrier = threading.Barrier(2)
+            answers: list[Any] = [None, None]
+
+            def send(k: int, bodies: list[dict[str, Any]] = bodies, answers: list[Any] = answers,
+                     barrier: threading.Barrier = barrier) -> None:  # fmt: skip
+                barrier.wait()
+                answers[k] = clients[k].post("/v1/rm_data", json=bodies[k], auth=_basic(unit))
+
+            threads = [threading.Thread(target=send, args=(k,)) for k in (0, 1)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert sorted(a.status_code for a in answers) == [200, 400], [a.text for a in answers]
+            won = bodies[0] if answers[0].status_code == 200 else bodies[1]
+            got = clients[0].get(
+                f"/v1/products/{unit.product_imei}/data",
+                params={"start": "2024-01-01", "end": "2026-01-01", "fields": f"r{i}"},
+                headers=reader,
+            )
+            assert [v for v, _t in got.json()["data"][f"r{i}"]] == [won["fields"][f"r{i}"][0][1]]
+    finally:
+        for c in clients:
+            c.close()
