@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -95,16 +95,27 @@ def register(
     return len(new)
 
 
+_TABLE = TelemetrySeries.__table__
+# Every field of one series of a unit (at most the per-unit limit; a handful in practice): one
+# indexed statement, compiled once, whatever the upload's fields.
+_STORED = select(_TABLE.c.field, _TABLE.c.kind).where(
+    _TABLE.c.product_imei == bindparam("imei"),
+    _TABLE.c.measurement == bindparam("measurement"),
+    _TABLE.c.tags_key == bindparam("tags_key"),
+)
+
+
 def _stored(
     session: Session, imei: str, wanted: Mapping[tuple[str, str, str], object]
 ) -> dict[tuple[str, str, str], str]:
-    t = TelemetrySeries
-    rows = session.execute(
-        select(t.measurement, t.tags_key, t.field, t.kind).where(
-            t.product_imei == imei, tuple_(t.measurement, t.tags_key, t.field).in_(list(wanted))
-        )
-    )
-    return {(m, k, f): kind for m, k, f, kind in rows}
+    found = {}
+    conn = session.connection()
+    for measurement, key in sorted({(m, t) for m, t, _f in wanted}):
+        params = {"imei": imei, "measurement": measurement, "tags_key": key}
+        for field, kind in conn.execute(_STORED, params):
+            if (measurement, key, field) in wanted:
+                found[measurement, key, field] = kind
+    return found
 
 
 def _check(
