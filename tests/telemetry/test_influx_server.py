@@ -5,6 +5,7 @@ capacity limit is a 503 that keeps the unit's buffer (issue 16.3)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +19,9 @@ from solarfleet.app import create_app
 from solarfleet.errors import ServiceUnavailable
 from solarfleet.telemetry.influx import CapacityExceeded, InfluxConfigurationError, InfluxHotStore
 from solarfleet.telemetry.points import Point, to_us
-from tests.conftest import make_settings
+from tests.conftest import TEST_DATABASE_URL, make_settings
 from tests.factories import Factory
-from tests.faults.services import PrivateInflux
+from tests.faults.services import BIN, PrivateInflux, free_port, server_env
 from tests.parameters.conftest import unit_auth
 
 EVERYTHING = (0, to_us(datetime(2200, 1, 1)))
@@ -34,7 +35,9 @@ class Server:
         self.admin = ("admin", "admin-pw")
 
     def query(self, q: str, auth: tuple[str, str] | None = None) -> None:
-        r = httpx.post(f"{self.influx.url}/query", data={"q": q}, auth=auth or self.admin)
+        r = httpx.post(
+            f"{self.influx.url}/query", data={"q": q}, auth=auth or self.admin, timeout=60
+        )
         assert r.status_code == 200 and "error" not in r.text, r.text
 
     def url(self, user: str, password: str = "pw") -> str:
@@ -113,6 +116,27 @@ def test_the_server_does_not_start_without_the_rights(server: Server, tmp_path: 
     with pytest.raises(InfluxConfigurationError, match="refuses to write"), TestClient(app):
         pass
     app.state.engine.dispose()
+
+
+def test_solarfleet_serve_refuses_to_start_without_the_rights(
+    server: Server, tmp_path: Path
+) -> None:
+    if not BIN.exists():
+        pytest.fail(f"{BIN} is not installed")
+    env = server_env(
+        tmp_path, SOLARFLEET_INFLUX_URL=server.url("ro"), SOLARFLEET_INFLUX_DATABASE="sf"
+    )
+    if TEST_DATABASE_URL:
+        env["SOLARFLEET_DATABASE_URL"] = TEST_DATABASE_URL
+    done = subprocess.run(
+        [str(BIN), "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "refuses to write (user ro, database 'sf')" in " ".join(done.stdout.split())
 
 
 @pytest.fixture
