@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # A hot store that refuses our credentials or rights is a configuration error: the server
+    # does not start (InfluxConfigurationError says what to grant), rather than answering 503.
+    check_access = getattr(app.state.hot_store, "check_access", None)
+    if check_access is not None:
+        await run_in_threadpool(check_access)
     yield
     # Close the store, and leave a fresh one (stores connect on first use) for a later start-up
     # of the same app object: a test client entered twice, a server restarted in-process.

@@ -58,6 +58,7 @@ def serve(
         if workers > 1:
             console.print("[yellow]SQLite runs one worker process; use PostgreSQL to scale[/]")
             workers = 1
+    _check_influx(settings)
     console.print(f"solarfleet on http://{host}:{port} (docs at /docs), {_safe_url(settings)}")
     uvicorn.run(
         "solarfleet.app:app_from_environment",
@@ -71,6 +72,27 @@ def serve(
         # solarfleet.auth.proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
     )
+
+
+def _check_influx(settings: Settings) -> None:
+    """Missing InfluxDB rights stop the start here, once, with what to grant (each worker
+    process checks again at its start-up, see app.py)."""
+    if not settings.influx_url:
+        return
+    from solarfleet.telemetry.influx import InfluxConfigurationError, InfluxHotStore
+
+    store = InfluxHotStore(
+        settings.influx_url,
+        database=settings.influx_database,
+        timeout=settings.influx_timeout_seconds,
+    )
+    try:
+        store.check_access()
+    except InfluxConfigurationError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
 
 
 @users_app.command("create")

@@ -14,7 +14,7 @@ from solarfleet.fleet.models import (
 )
 from solarfleet.migration.models import MigrationLease, MigrationPending, ProductMigrationHistory
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
-from solarfleet.telemetry.models import TelemetryDirty
+from solarfleet.telemetry.models import TelemetryDirty, TelemetrySeries
 
 __all__ = [
     "Base",
@@ -34,6 +34,7 @@ __all__ = [
     "ProductParameter",
     "ProductType",
     "TelemetryDirty",
+    "TelemetrySeries",
     "Token",
     "UnitReportNote",
     "User",

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # The hot store drops a unit's day once the archive is verified to hold it and it is older
     # than this many days; 0 keeps everything in the hot store.
     hot_retention_days: float = 30.0
+    # Series (measurement, tag set, field) one unit may create; past it an upload adding new
+    # ones is a 400 naming the limit (bounds the hot store's series and the kinds table).
+    telemetry_max_series_per_unit: int = 1000
 
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,

@@ -114,9 +114,10 @@ class PrivatePostgres:
 
 
 class PrivateInflux:
-    """An ``influxd`` with its data in ``root``; ``kill`` and ``start`` keep the data."""
+    """An ``influxd`` with its data in ``root``; ``kill`` and ``start`` keep the data. ``data``
+    and ``http`` are extra lines of those sections of its configuration."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, data: str = "", http: str = "") -> None:
         binary = shutil.which("influxd")
         if binary is None:
             pytest.skip("influxd is not on PATH (Debian package influxdb)")
@@ -137,9 +138,11 @@ bind-address = "127.0.0.1:{free_port()}"
   wal-dir = "{root}/influx/wal"
   wal-fsync-delay = "0s"
   query-log-enabled = false
+  {data}
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  {http}
 [monitor]
   store-enabled = false
 """

@@ -57,7 +57,7 @@ class Runner:
             "SOLARFLEET_ARCHIVE_BUCKETS": str(settings.archive_buckets),
             "SOLARFLEET_MIGRATION_BATCH_SIZE": "2",
             "SOLARFLEET_HOT_RETENTION_DAYS": "1",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",  # this tree's solarfleet
         }
 
         self.proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -112,18 +113,22 @@ def test_value_kinds_round_trip(store: HotStore) -> None:
         assert type(got[name]) is type(value), name
 
 
-def test_one_kind_per_measurement_and_field(store: HotStore) -> None:
+def test_kinds_are_free_across_writes_one_per_field_within_one(store: HotStore) -> None:
+    """The stores keep any kind a reading has (one unit's choice never binds another: the
+    API's rule is one kind per unit series); one write still gives a field one kind."""
     store.write([pt("level", value=1.0)])
-    with pytest.raises(BadRequest, match="'level'.*holds float values.*sends int"):
-        store.write([pt("other", T0 + 5, 2.0), pt("level", T0 + 1, 5)])
-    with pytest.raises(BadRequest, match="'level'"):
-        store.write([pt("level", T0 + 2, "five")])
+    store.write([pt("level", T0, "text", imei=OTHER)])
+    store.write(
+        [pt("level", T0 + 1, 5, tags={"src": "x"}), pt("level", T0 + 2, True, measurement="m")]
+    )
     with pytest.raises(BadRequest, match="both"):
         store.write([pt("fresh", T0, 1.0), pt("fresh", T0 + 1, True)])
-    assert everything(store) == [pt("level", value=1.0)]  # nothing of the refused batches
-    store.write([pt("level", value=1.0, measurement="elsewhere")])  # other measurement: free
-    store.write([pt("level", T0, "text", measurement="textual")])
-    assert len(everything(store)) == 3
+    assert everything(store) == [
+        pt("level", value=1.0),
+        pt("level", T0 + 1, 5, tags={"src": "x"}),
+        pt("level", T0 + 2, True, measurement="m"),
+    ]
+    assert everything(store, OTHER) == [pt("level", T0, "text", imei=OTHER)]
     assert sum(store.counts_by_day(IMEI, *EVERYTHING).values()) == 3
 
 
@@ -287,10 +292,10 @@ def test_embedded_store_creates_nothing_until_used(tmp_path: Path) -> None:
 def test_line_protocol_escaping() -> None:
     point = pt('f "1"', 1_000_000, 'say "hi" \\o/', measurement="m 1,x=y", tags={"t k": "a,b=c"})
     assert to_lines([point]) == [
-        f'm\\ 1\\,x=y,imei={IMEI},t\\ k=a\\,b\\=c f\\ "1"="say \\"hi\\" \\\\o/" 1000000'
+        f'm\\ 1\\,x=y:01,imei={IMEI},t\\ k=a\\,b\\=c f\\ "1":str="say \\"hi\\" \\\\o/" 1000000'
     ]
     assert to_lines([pt("n", 5, 7), pt("b", 5, True), pt("f", 5, 0.5)]) == [
-        f"telemetry,imei={IMEI} n=7i,b=true,f=0.5 5"
+        f"telemetry:01,imei={IMEI} n:int=7i,b:bool=true,f:float=0.5 5"
     ]
 
 
@@ -317,26 +322,6 @@ def test_influx_credentials_stay_out_of_messages() -> None:
 
 
 @pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
-def test_influx_type_conflict_from_another_writer_is_a_400() -> None:
-    """A conflict the cached field types cannot see (another process wrote first)."""
-    ours = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_conflict_x")
-    theirs = InfluxHotStore(INFLUX_URL or "", database=ours.database)
-    try:
-        ours.write([pt("level", value=1.0)])
-        theirs.drop_database()
-        theirs.write([pt("level", value=7)])
-        with pytest.raises(BadRequest, match="'level'.*holds int values.*sends float"):
-            ours.write([pt("level", T0 + 1, 2.0)])
-        ours._kinds[("telemetry", "level")] = "float"  # a stale cache: InfluxDB itself refuses
-        with pytest.raises(BadRequest, match="'level'.*holds int values.*sends float"):
-            ours.write([pt("level", T0 + 1, 2.0)])
-    finally:
-        theirs.drop_database()
-        ours.close()
-        theirs.close()
-
-
-@pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
 def test_influx_database_is_created_again_when_dropped() -> None:
     store = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_recreate_x")
     try:
@@ -345,6 +330,53 @@ def test_influx_database_is_created_again_when_dropped() -> None:
         assert everything(store) == []
         store.write([pt(value=2.0)])
         assert everything(store) == [pt(value=2.0)]
+    finally:
+        store.drop_database()
+        store.close()
+
+
+@pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
+def test_influx_requests_are_not_logged_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A Celery worker logs at INFO: each InfluxDB request must not be a line (issue 16.6)."""
+    store = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_quiet_x")
+    caplog.set_level(logging.INFO)
+    try:
+        store.write([pt()])
+        everything(store)
+    finally:
+        store.drop_database()
+        store.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []
+
+
+@pytest.mark.skipif(not INFLUX_URL, reason=NO_INFLUX)
+def test_influx_readings_of_the_former_layout_are_moved() -> None:
+    """Data written before the kind-in-the-key layout (one measurement, plain field keys)."""
+    store = InfluxHotStore(INFLUX_URL or "", database="solarfleet_test_legacy_x")
+    store.drop_database()
+    old = (
+        f'telemetry,imei={IMEI} v=12.0,n=7i,b=true,s="eco" {T0}\n'
+        f"telemetry,imei={IMEI},src=bms v=1.5 {T0 + 1}\n"
+        f"telemetry,imei={OTHER} v=3.25 {T0 + 2 * US_PER_DAY}\n"
+        f'status,imei={OTHER} s="ok" {T0}'
+    )
+    try:
+        store._write_lines(old.encode())
+        assert everything(store) == []  # not read in the former layout
+        assert store.upgrade_layout() == 7
+        assert everything(store) == [
+            pt("b", value=True),
+            pt("n", value=7),
+            pt("s", value="eco"),
+            pt("v", value=12.0),
+            pt("v", T0 + 1, 1.5, tags={"src": "bms"}),
+        ]
+        assert everything(store, OTHER) == [
+            pt("s", value="ok", imei=OTHER, measurement="status"),
+            pt("v", T0 + 2 * US_PER_DAY, 3.25, imei=OTHER),
+        ]
+        assert store._legacy_measurements() == []
+        assert store.upgrade_layout() == 0
     finally:
         store.drop_database()
         store.close()

@@ -223,6 +223,28 @@ def verify(
         raise typer.Exit(1)
 
 
+@telemetry_app.command("upgrade-influx")
+def upgrade_influx() -> None:
+    """Move InfluxDB readings of the former layout (one measurement for all units, plain field
+    keys) into the current one (see solarfleet/telemetry/influx.py)."""
+    from solarfleet.telemetry.influx import InfluxHotStore
+
+    settings = Settings()
+    if not settings.influx_url:
+        console.print("SOLARFLEET_INFLUX_URL is not set: the embedded store needs no upgrade")
+        return
+    store = InfluxHotStore(
+        settings.influx_url,
+        database=settings.influx_database,
+        timeout=settings.influx_timeout_seconds,
+    )
+    try:
+        moved = store.upgrade_layout()
+    finally:
+        store.close()
+    console.print(f"Moved {moved} readings into the current InfluxDB layout")
+
+
 @telemetry_app.command("compact")
 def compact(
     min_files: Annotated[int, typer.Option(help="Compact partitions with this many files")] = 4,

@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog.sql import SqlCatalog, SqlCatalogBaseTable
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -76,7 +76,9 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from solarfleet.db import make_engine
 from solarfleet.errors import ServiceUnavailable
@@ -113,6 +115,8 @@ TABLE_PROPERTIES = {
 }
 
 _COMMIT_ATTEMPTS = 8
+# pg_advisory_xact_lock key serializing the creation of the catalog's tables ("icebergc").
+CATALOG_LOCK_KEY = int.from_bytes(b"icebergc", "big") >> 1
 
 
 def _noop(_name: str) -> None:
@@ -277,6 +281,27 @@ def _floor_days(times: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.less(remainder, 0), pc.subtract(quotient, 1), quotient)
 
 
+def create_catalog_tables(engine: Engine, *, attempts: int = 5) -> None:
+    """The SQL catalog's tables, if missing. ``create_all`` checks, then creates: two processes
+    on a fresh database both find nothing and one fails on the other's table (PostgreSQL: a
+    unique violation in ``pg_type``; SQLite: "already exists"). On PostgreSQL an advisory lock
+    held to the end of the creating transaction serializes them; elsewhere the loser tries
+    again and finds the tables there."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATALOG_LOCK_KEY}
+                    )
+                SqlCatalogBaseTable.metadata.create_all(conn)
+            return
+        except (IntegrityError, OperationalError, ProgrammingError):
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.01, 0.1) * attempt)
+
+
 def default_warehouse(settings: Settings) -> str:
     if settings.archive_url:
         return settings.archive_url
@@ -301,12 +326,17 @@ class Archive:
         if warehouse.startswith("file://"):
             os.makedirs(urlparse(warehouse).path, exist_ok=True)
         try:
-            self.catalog = SqlCatalog("solarfleet", uri=database_url, warehouse=warehouse)
+            # Its tables are created below, safely under concurrency (pyiceberg's own check and
+            # create races when several processes open a fresh database at once).
+            self.catalog = SqlCatalog(
+                "solarfleet", uri=database_url, warehouse=warehouse, init_catalog_tables="false"
+            )
         except Exception as exc:  # pragma: no cover - the database is down
             raise ServiceUnavailable(f"The archive catalog is unreachable: {exc}") from exc
         # pyiceberg makes a bare engine; ours waits on SQLite's lock instead of failing at once.
         self.catalog.engine.dispose()
         self.catalog.engine = make_engine(database_url)
+        create_catalog_tables(self.catalog.engine)
         self._table: Table | None = None
 
     @classmethod

@@ -3,7 +3,7 @@ cleared (compare-and-set on the version) by the migration."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from sqlalchemy import Insert, bindparam, delete, func, select, tuple_
@@ -24,8 +24,11 @@ def mark_dirty(*, session: Session, imei: str, oldest_us: int) -> None:
     session.execute(stmt, {"imei": imei, "oldest_us": oldest_us})
 
 
-def commit_mark(*, session: Session, imei: str, oldest_us: int) -> None:
-    """:func:`mark_dirty` and COMMIT; 404 when the unit was deleted meanwhile.
+def commit_mark(
+    *, session: Session, imei: str, oldest_us: int, then: Callable[[], None] | None = None
+) -> None:
+    """:func:`mark_dirty`, ``then()`` in the same transaction, and COMMIT; 404 when the unit
+    was deleted meanwhile.
 
     An upload marks its unit twice, in two transactions (see ``ingest.store_upload``): the unit
     can be deleted before either, which the mark's foreign key refuses. The upload is then not
@@ -34,6 +37,8 @@ def commit_mark(*, session: Session, imei: str, oldest_us: int) -> None:
     """
     try:
         mark_dirty(session=session, imei=imei, oldest_us=oldest_us)
+        if then is not None:
+            then()
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -3,8 +3,10 @@
 One row per reading, keyed by its identity; a write is ``INSERT … ON CONFLICT DO UPDATE`` (last
 write wins) committed with ``synchronous = FULL`` before ``write`` returns. The primary key starts
 with (imei, time_us) because every access is "one unit, a time range". Values keep their kind in
-a ``kind`` column beside an untyped ``value`` column; ``field_kinds`` holds the one kind per
-(measurement, field), as InfluxDB does. Each thread gets its own connection (the API's
+a ``kind`` column beside an untyped ``value`` column, so any reading may have any kind: the one
+kind per series is the API's rule, per unit (``series.py``), not the store's. (Files made before
+that rule hold a ``field_kinds`` table of one kind per measurement and field for every unit: it
+is no longer read or written.) Each thread gets its own connection (the API's
 threadpool): readers never wait for each other, writers queue on SQLite's lock.
 """
 
@@ -32,12 +34,6 @@ CREATE TABLE IF NOT EXISTS points (
     kind TEXT NOT NULL CHECK (kind IN ('float', 'int', 'bool', 'str')),
     value NOT NULL,
     PRIMARY KEY (imei, time_us, measurement, tags, field)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS field_kinds (
-    measurement TEXT NOT NULL,
-    field TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    PRIMARY KEY (measurement, field)
 ) WITHOUT ROWID;
 """
 
@@ -142,18 +138,6 @@ class EmbeddedHotStore:
             for p in unique
         ]
         with self._cursor(write=True) as conn:
-            for (measurement, field), kind in kinds.items():
-                stored = conn.execute(
-                    "SELECT kind FROM field_kinds WHERE measurement = ? AND field = ?",
-                    (measurement, field),
-                ).fetchone()
-                if stored is None:
-                    conn.execute(
-                        "INSERT INTO field_kinds (measurement, field, kind) VALUES (?, ?, ?)",
-                        (measurement, field, kind),
-                    )
-                elif stored[0] != kind:
-                    raise rules.kind_conflict(measurement, field, stored[0], kind)
             conn.executemany(UPSERT, rows)
         return len(unique)
 

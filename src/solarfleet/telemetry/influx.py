@@ -1,18 +1,36 @@
 """The InfluxDB 1.x hot store, over its HTTP API (``/write`` line protocol, ``/query`` InfluxQL).
 
-A reading is one field of one line: ``<measurement>,imei=<imei>,<tags> <field>=<value> <time>``
-at microsecond precision, so InfluxDB's own identity (series + field + time) is ours and a
-re-sent reading overwrites. Every name and string reaching line protocol or InfluxQL is escaped
-here, and checked by ``rules`` first (no control characters, no backslashes), so no text can
-change the meaning of a line or a query.
+The layout (what makes kinds unable to conflict, and fleets of any size fit)::
 
-InfluxDB keeps one type per (measurement, field); a write that contradicts it would be a
-*partial* write (the other points land). Before writing, the field types are checked against
-``SHOW FIELD KEYS`` (cached), so that a conflict is a 400 with nothing written; one that slips
-through (a concurrent first write) is still a 400 naming the field.
+    <measurement>:<bucket>,imei=<imei>,<tags> <field>:<kind>=<value> <time>
 
-An unreachable server, a timeout or a 5xx is ``ServiceUnavailable`` (503): units keep their
-buffer and send again. The answer says only that; the address and the reason are logged.
+* **The kind is part of the field key** (``battery_voltage:float``, ``mode:str``; kinds
+  ``float int bool str``). InfluxDB fixes a field's type per measurement and shard, so with
+  plain field keys the first writer of a field decided what every unit could upload (issue
+  9.11), a number and a string racing for a new field were both acknowledged and one was
+  never read back, and a conflicting upload was half stored (issue 16.1). A key that carries
+  its kind has one type forever: no write can conflict, whoever wrote first. The one kind per
+  *unit* series that identity needs is the API's rule (``series.py``).
+* **The measurement carries a bucket of the imei** (the imei modulo 100, two digits:
+  ``telemetry:07``). InfluxDB counts tag values per tag key and measurement
+  (``max-values-per-tag``, 100,000 by default): with one measurement the 100,001st unit could
+  write nothing (issue 16.3). A hundred measurements hold ten million units at the default;
+  ``max-series-per-database`` (1,000,000 by default, one series per unit and tag set) is the
+  limit to raise first. A read of one unit names one measurement.
+* A reading is one field of one line at microsecond precision, so InfluxDB's own identity
+  (series + field key + time) is ours, and a re-sent reading overwrites.
+
+Every name and string reaching line protocol or InfluxQL is escaped here, and checked by
+``rules`` first (no control characters, no backslashes), so no text can change the meaning of a
+line or a query. ``solarfleet influx upgrade`` (:meth:`InfluxHotStore.upgrade_layout`) moves data
+written in the former layout (``<measurement>,imei=…`` with plain field keys) into this one.
+
+Errors: an unreachable server, a timeout or a 5xx is ``ServiceUnavailable`` (503): units keep
+their buffer and send again; the answer says only that, the address and the reason are logged.
+A write InfluxDB refuses after our own checks (stricter than its own) is not the unit's fault:
+a capacity limit (``max-values-per-tag``, ``max-series-per-database``) is a 503 with a longer
+Retry-After, anything else a 503 too, logged as an error. Missing rights are a configuration
+error said at start-up (:meth:`InfluxHotStore.check_access`), not an outage per request.
 """
 
 from __future__ import annotations
@@ -20,26 +38,64 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
 
-from solarfleet.errors import BadRequest, ServiceUnavailable
+from solarfleet.errors import ServiceUnavailable
 from solarfleet.telemetry import rules
 from solarfleet.telemetry.points import Point, Tags, Value, day_of
 
 log = logging.getLogger("solarfleet")
+# httpx logs every request at INFO: a Celery worker (root logger at INFO) would log each
+# InfluxDB call of a migration pass. Failures are logged here, by us, with their reason.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 LINES_PER_REQUEST = 5_000
 CHUNK_SIZE = 10_000
+BUCKETS = 100  # measurements per API measurement; fixed once data exists
 INFLUX_KINDS = {"float": "float", "integer": "int", "boolean": "bool", "string": "str"}
-KIND_NAMES = {"float": "float", "int": "integer", "bool": "boolean", "str": "string"}
-TYPE_CONFLICT = re.compile(
-    r'input field "(?P<field>.*)" on measurement "(?P<measurement>.*)" is type (?P<sent>\w+),'
-    r" already exists as type (?P<stored>\w+)"
-)
+CAPACITY = re.compile(r"max-values-per-tag limit exceeded|max-series-per-database limit exceeded")
+CAPACITY_RETRY_AFTER_SECONDS = 60
+
+
+class CapacityExceeded(ServiceUnavailable):
+    """InfluxDB is at a configured capacity limit: the unit keeps its buffer and tries later."""
+
+    headers = {"Retry-After": str(CAPACITY_RETRY_AFTER_SECONDS)}
+
+
+class InfluxConfigurationError(RuntimeError):
+    """InfluxDB refuses what the hot store needs (credentials, rights): said at start-up."""
+
+
+# -- the layout --------------------------------------------------------------------------------
+
+
+def bucket(imei: str) -> str:
+    """The imei's bucket: the imei modulo BUCKETS, two digits."""
+    return f"{int(imei) % BUCKETS:02d}"
+
+
+def stored_measurement(measurement: str, imei: str) -> str:
+    return f"{measurement}:{bucket(imei)}"
+
+
+def api_measurement(stored: str) -> str | None:
+    """The measurement of a stored one; None for one of the former layout."""
+    name, sep, tail = stored.rpartition(":")
+    return name if sep and len(tail) == 2 and tail.isdigit() else None
+
+
+def field_key(field: str, kind: str) -> str:
+    return f"{field}:{kind}"
+
+
+def split_field_key(key: str) -> tuple[str, str] | None:
+    """(field, kind) of a stored field key; None for one of the former layout."""
+    field, sep, kind = key.rpartition(":")
+    return (field, kind) if sep and kind in rules.KINDS else None
 
 
 # -- line protocol -----------------------------------------------------------------------------
@@ -65,17 +121,20 @@ def format_value(value: Value) -> str:
 
 
 def to_lines(points: Iterable[Point]) -> list[str]:
-    """Line protocol, one line per (measurement, tags, time) holding all its fields."""
+    """Line protocol in this module's layout, one line per (measurement, tags, time) holding
+    all its fields."""
     rows: dict[tuple[str, str, Tags, int], list[str]] = {}
     for p in points:
+        key = field_key(p.field, rules.kind_of(p.value))
         rows.setdefault((p.imei, p.measurement, p.tags, p.time_us), []).append(
-            f"{escape_key(p.field)}={format_value(p.value)}"
+            f"{escape_key(key)}={format_value(p.value)}"
         )
     lines = []
     for (imei, measurement, tags, time_us), fields in rows.items():
         series = sorted((*tags, ("imei", imei)))
         tag_text = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in series)
-        lines.append(f"{escape_measurement(measurement)}{tag_text} {','.join(fields)} {time_us}")
+        name = escape_measurement(stored_measurement(measurement, imei))
+        lines.append(f"{name}{tag_text} {','.join(fields)} {time_us}")
     return lines
 
 
@@ -127,7 +186,7 @@ def _convert(kind: str | None, raw: Any) -> Value:
         return bool(raw)
     if kind == "str":
         return str(raw)
-    # A field written after SHOW FIELD KEYS answered: judge by the JSON itself.
+    # A field of the former layout whose type SHOW FIELD KEYS did not tell: judge by the JSON.
     if isinstance(raw, _Number):
         text = str(raw)
         return int(text) if text.lstrip("-").isdigit() else float(text)
@@ -146,11 +205,9 @@ class InfluxHotStore:
         auth = (parsed.username, parsed.password) if parsed.username else None
         base = parsed.copy_with(username=None, password=None)
         self.url = str(base).rstrip("/")
+        self.user = parsed.username or None
         self.database = database
         self._client = httpx.Client(base_url=self.url, auth=auth, timeout=timeout)
-        self._lock = threading.Lock()
-        self._database_ready = False
-        self._kinds: dict[tuple[str, str], str] = {}  # (measurement, field) -> kind
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -167,7 +224,10 @@ class InfluxHotStore:
         if response.status_code >= 500:
             raise self._unavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code in (401, 403):
-            raise self._unavailable("it refused our credentials")
+            # Rights taken away while we run (start-up checked them): the units keep their
+            # buffers until an operator restores them.
+            log.error("InfluxDB at %s refuses us: %s", self.url, response.text[:300])
+            raise ServiceUnavailable("InfluxDB is unavailable; try again shortly")
         return response
 
     def _query(self, q: str) -> list[dict[str, Any]]:
@@ -197,15 +257,11 @@ class InfluxHotStore:
                 return []
             raise self._unavailable(f"a query failed: {exc}") from exc
 
-    def _ensure_database(self, *, again: bool = False) -> None:
-        with self._lock:
-            if self._database_ready and not again:
-                return
-            try:
-                self._query(f"CREATE DATABASE {ident(self.database)}")
-            except _QueryError as exc:
-                raise self._unavailable(f"cannot create the database: {exc}") from exc
-            self._database_ready = True
+    def _create_database(self) -> None:
+        try:
+            self._query(f"CREATE DATABASE {ident(self.database)}")
+        except _QueryError as exc:
+            raise self._unavailable(f"cannot create the database: {exc}") from exc
 
     def drop_database(self) -> None:
         """Remove the whole database (tests, and resetting a development machine)."""
@@ -213,53 +269,95 @@ class InfluxHotStore:
             self._query(f"DROP DATABASE {ident(self.database)}")
         except _QueryError as exc:
             raise self._unavailable(f"cannot drop the database: {exc}") from exc
-        self._database_ready = False
-        self._kinds.clear()
 
-    # -- field types ---------------------------------------------------------------------------
+    # -- start-up ------------------------------------------------------------------------------
 
-    def _load_kinds(self, measurement: str | None) -> dict[tuple[str, str], str]:
-        source = f" FROM {ident(measurement)}" if measurement is not None else ""
-        found: dict[tuple[str, str], str] = {}
-        for s in self._read_query(f"SHOW FIELD KEYS{source}"):
-            for key, influx_type in s.get("values") or ():
-                found.setdefault((s["name"], key), INFLUX_KINDS.get(influx_type, "str"))
-        if measurement is not None:
-            for stale in [k for k in self._kinds if k[0] == measurement]:
-                del self._kinds[stale]
-        self._kinds.update(found)
-        return found
+    def check_access(self) -> None:
+        """At start-up: the database exists (created when we may) and we may read and write it.
 
-    def _check_kinds(self, kinds: dict[tuple[str, str], str]) -> None:
-        def unsure() -> set[str]:
-            return {m for (m, f), k in kinds.items() if self._kinds.get((m, f)) != k}
+        InfluxConfigurationError saying what to do when InfluxDB refuses our credentials or a
+        right: an ordinary user needs READ and WRITE on an existing database (``GRANT ALL ON
+        "<db>" TO "<user>"``, which is not admin); only an admin may create it. A server that
+        is down or does not answer is only logged: uploads answer 503 until it is back.
+        """
+        try:
+            self._check_access()
+        except ServiceUnavailable:
+            log.warning("InfluxDB at %s did not answer the start-up check", self.url)
 
-        for measurement in sorted(unsure()):
-            self._load_kinds(measurement)
-        for (measurement, field), kind in kinds.items():
-            stored = self._kinds.get((measurement, field))
-            if stored is not None and stored != kind:
-                raise rules.kind_conflict(measurement, field, stored, kind)
+    def _check_access(self) -> None:
+        db, user = self.database, self.user or "(no user)"
+        # One privilege per user and database in InfluxDB 1.x: ALL is READ and WRITE (not admin).
+        grant = f"GRANT ALL ON {ident(db)} TO {ident(user)}"
+
+        def refused(what: str, detail: str) -> InfluxConfigurationError:
+            return InfluxConfigurationError(
+                f"InfluxDB at {self.url} refuses {what} (user {user}, database {db!r}): "
+                f"{detail[:300]}"
+            )
+
+        response = self._raw("/query", data={"q": "SHOW DATABASES"})
+        if response.status_code == 401:
+            raise refused("our credentials", "check SOLARFLEET_INFLUX_URL's user and password")
+        names = {row[0] for s in self._series(response) for row in s.get("values") or ()}
+        if db not in names:
+            response = self._raw("/query", data={"q": f"CREATE DATABASE {ident(db)}"})
+            if response.status_code != 200 or "error" in response.text:
+                raise refused(
+                    "to create the database",
+                    f"create it as an admin (CREATE DATABASE {ident(db)}; {grant}) "
+                    f"({response.text.strip()})",
+                )
+        response = self._raw("/query", data={"q": "SHOW MEASUREMENTS LIMIT 1", "db": db})
+        if response.status_code in (401, 403) or "not authorized" in response.text:
+            raise refused("to read", f"{grant} ({response.text.strip()})")
+        response = self._raw("/write", params={"db": db, "precision": "u"}, content=b"")
+        if response.status_code in (401, 403):
+            raise refused("to write", f"{grant} ({response.text.strip()})")
+        legacy = self._legacy_measurements()
+        if legacy:
+            log.warning(
+                "InfluxDB database %r holds %d measurements of the former layout (%s): their "
+                "readings are not read until `solarfleet telemetry upgrade-influx` moves them",
+                db, len(legacy), ", ".join(legacy[:5]),
+            )  # fmt: skip
+
+    def _raw(self, path: str, **kwargs: Any) -> httpx.Response:
+        """A request whose 4xx the caller judges; unreachable or 5xx is ServiceUnavailable."""
+        try:
+            response = self._client.post(path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            raise self._unavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+        return response
+
+    @staticmethod
+    def _series(response: httpx.Response) -> list[dict[str, Any]]:
+        try:
+            return [
+                s for doc in _documents(response.text) for r in doc.get("results", ())
+                for s in r.get("series", ())
+            ]  # fmt: skip
+        except ValueError:
+            return []
 
     # -- the HotStore interface ----------------------------------------------------------------
 
     def write(self, points: Sequence[Point]) -> int:
-        unique, kinds = rules.prepare(points)
+        unique, _kinds = rules.prepare(points)
         if not unique:
             return 0
-        self._ensure_database()
-        self._check_kinds(kinds)
         lines = to_lines(unique)
         for i in range(0, len(lines), LINES_PER_REQUEST):
             self._write_lines("\n".join(lines[i : i + LINES_PER_REQUEST]).encode())
-        self._kinds.update(kinds)
         return len(unique)
 
     def _write_lines(self, body: bytes) -> None:
         params = {"db": self.database, "precision": "u"}
         response = self._post("/write", params=params, content=body)
         if response.status_code == 404 and "database not found" in response.text:
-            self._ensure_database(again=True)
+            self._create_database()
             response = self._post("/write", params=params, content=body)
         if response.status_code in (200, 204):
             return
@@ -267,18 +365,13 @@ class InfluxHotStore:
             message = str(response.json().get("error", response.text))
         except ValueError:
             message = response.text
-        conflict = TYPE_CONFLICT.search(message)
-        if conflict:
-            self._kinds.pop((conflict["measurement"], conflict["field"]), None)
-            raise rules.kind_conflict(
-                conflict["measurement"],
-                conflict["field"],
-                INFLUX_KINDS.get(conflict["stored"], conflict["stored"]),
-                INFLUX_KINDS.get(conflict["sent"], conflict["sent"]),
-            )
-        if 400 <= response.status_code < 500:
-            raise BadRequest(f"InfluxDB refused the points: {message[:300]}")
-        raise self._unavailable(f"HTTP {response.status_code}: {message[:200]}")
+        # Our checks are stricter than InfluxDB's: a refusal is not the unit's data at fault,
+        # so the unit must keep its buffer (a 400 would make it drop it). Part of the lines
+        # may be stored ("partial write"): sent again, they overwrite.
+        log.error("InfluxDB at %s refused points: %s", self.url, message[:300])
+        if CAPACITY.search(message):
+            raise CapacityExceeded("InfluxDB is at a capacity limit; try again later")
+        raise ServiceUnavailable("InfluxDB refused the points; try again later")
 
     def read(
         self,
@@ -293,55 +386,52 @@ class InfluxHotStore:
         rules.check_selection(measurement, fields)
         if start_us >= end_us or (fields is not None and not fields):
             return []
-        # One statement per measurement: InfluxDB gives a field name one type per query, so a
-        # name with other types in other measurements would lose values in a single SELECT.
-        kinds = self._load_kinds(measurement)
-        wanted = None if fields is None else set(fields)
-        statements = []
-        for name in sorted({m for m, _ in kinds}):
-            present = sorted(f for m, f in kinds if m == name and (wanted is None or f in wanted))
-            if not present:
-                continue
-            selection = "*" if wanted is None else ", ".join(f"{ident(f)}::field" for f in present)
-            statements.append(
-                f'SELECT {selection} FROM {ident(name)} WHERE "imei"::tag = {literal(imei)}'
-                f" AND {time_range(start_us, end_us)} GROUP BY *"
-            )
-        if not statements:
-            return []
-        series = self._read_query("; ".join(statements))
+        if fields is None:
+            selection = "*"
+        else:
+            keys = [field_key(f, kind) for f in sorted(set(fields)) for kind in rules.KINDS]
+            selection = ", ".join(f"{ident(key)}::field" for key in keys)
+        series = self._read_query(
+            f"SELECT {selection} FROM {self._source(imei, measurement)}"
+            f' WHERE "imei"::tag = {literal(imei)} AND {time_range(start_us, end_us)} GROUP BY *'
+        )
         points = []
         for s in series:
-            name = s["name"]
+            name = api_measurement(s["name"])
+            if name is None:
+                continue
             tags = tuple(
                 sorted((k, v) for k, v in (s.get("tags") or {}).items() if v and k != "imei")
             )
-            columns = s["columns"]
+            columns = [split_field_key(c) for c in s["columns"][1:]]
             for row in s.get("values") or ():
                 time_us = int(row[0])
-                for field, raw in zip(columns[1:], row[1:], strict=True):
-                    if raw is not None:
-                        value = _convert(kinds.get((name, field)), raw)
-                        points.append(Point(imei, name, tags, field, time_us, value))
+                for column, raw in zip(columns, row[1:], strict=True):
+                    if raw is not None and column is not None:
+                        field, kind = column
+                        points.append(Point(imei, name, tags, field, time_us, _convert(kind, raw)))
         points.sort(key=rules.sort_key)
         return points
+
+    @staticmethod
+    def _source(imei: str, measurement: str | None) -> str:
+        """The FROM of one unit's readings: its bucket of one measurement, or of all."""
+        if measurement is not None:
+            return ident(stored_measurement(measurement, imei))
+        return f"/:{bucket(imei)}$/"
 
     def counts_by_day(self, imei: str, start_us: int, end_us: int) -> dict[int, int]:
         rules.check_imei(imei)
         if start_us >= end_us:
             return {}
-        measurements = sorted({m for m, _ in self._load_kinds(None)})  # one type per query
-        if not measurements:
-            return {}
         series = self._read_query(
-            "; ".join(
-                f'SELECT count(*) FROM {ident(m)} WHERE "imei"::tag = {literal(imei)}'
-                f" AND {time_range(start_us, end_us)} GROUP BY time(1d) fill(none)"
-                for m in measurements
-            )
+            f'SELECT count(*) FROM {self._source(imei, None)} WHERE "imei"::tag = {literal(imei)}'
+            f" AND {time_range(start_us, end_us)} GROUP BY time(1d) fill(none)"
         )
         counts: dict[int, int] = {}
         for s in series:
+            if api_measurement(s["name"]) is None:
+                continue
             for row in s.get("values") or ():
                 n = sum(int(c) for c in row[1:] if c is not None)
                 if n:
@@ -355,11 +445,70 @@ class InfluxHotStore:
         if dropped:
             try:
                 self._query(
-                    f'DELETE WHERE "imei" = {literal(imei)} AND {time_range(start_us, end_us)}'
+                    f'DELETE FROM {self._source(imei, None)} WHERE "imei" = {literal(imei)}'
+                    f" AND {time_range(start_us, end_us)}"
                 )
             except _QueryError as exc:
                 raise self._unavailable(f"a delete failed: {exc}") from exc
         return dropped
 
+    # -- the former layout --------------------------------------------------------------------
+
+    def upgrade_layout(self) -> int:
+        """Move readings of the former layout (``<measurement>,imei=…`` with plain field keys,
+        one type per field) into this one, unit by unit, then drop each former measurement;
+        the readings moved. Run again after an interruption, it copies again (overwriting,
+        never duplicating) and drops. Run it with no API process of the former version left."""
+        every = time_range(rules.MIN_TIME_US, rules.MAX_TIME_US + 1)
+        moved = 0
+        for name in self._legacy_measurements():
+            kinds: dict[str, str] = {}
+            for s in self._read_query(f"SHOW FIELD KEYS FROM {ident(name)}"):
+                for key, influx_type in s.get("values") or ():
+                    kinds.setdefault(key, INFLUX_KINDS.get(influx_type, "str"))
+            found = self._read_query(f'SHOW TAG VALUES FROM {ident(name)} WITH KEY = "imei"')
+            for imei in sorted({row[1] for s in found for row in s.get("values") or ()}):
+                if not (imei.isascii() and imei.isdigit() and len(imei) <= 15):
+                    continue  # not a unit of ours: left out (and dropped with the measurement)
+                series = self._read_query(
+                    f'SELECT * FROM {ident(name)} WHERE "imei"::tag = {literal(imei)}'
+                    f" AND {every} GROUP BY *"
+                )
+                points = []
+                for s in series:
+                    tags = tuple(
+                        sorted(
+                            (k, v) for k, v in (s.get("tags") or {}).items() if v and k != "imei"
+                        )
+                    )
+                    for row in s.get("values") or ():
+                        for field, raw in zip(s["columns"][1:], row[1:], strict=True):
+                            if raw is not None:
+                                value = _legacy_value(kinds.get(field), raw)
+                                points.append(Point(imei, name, tags, field, int(row[0]), value))
+                for kind in rules.KINDS:  # a field's type could differ between shards
+                    moved += self.write([p for p in points if rules.kind_of(p.value) == kind])
+            try:
+                self._query(f"DROP MEASUREMENT {ident(name)}")
+            except _QueryError as exc:
+                raise self._unavailable(f"cannot drop {name!r}: {exc}") from exc
+        return moved
+
+    def _legacy_measurements(self) -> list[str]:
+        names = self._read_query("SHOW MEASUREMENTS")
+        return [
+            row[0]
+            for s in names
+            for row in s.get("values") or ()
+            if api_measurement(row[0]) is None
+        ]
+
     def close(self) -> None:
         self._client.close()
+
+
+def _legacy_value(kind: str | None, raw: Any) -> Value:
+    try:
+        return _convert(kind, raw)
+    except ValueError:  # this shard held another type than SHOW FIELD KEYS said
+        return _convert(None, raw)

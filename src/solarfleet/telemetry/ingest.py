@@ -13,13 +13,17 @@ Rules (a request breaking any of them is a 400 naming the first culprit, and not
 * Values: JSON numbers are stored as floats (InfluxDB's own default: ``12`` and ``12.5`` are the
   same kind, so a unit never trips over a type conflict between uploads), booleans as booleans,
   strings (at most 4096 characters, no NUL) as strings; ``null``, NaN and infinities are refused.
-  All values of one field in a request have one kind; the hot store keeps one kind per
-  (measurement, field) across uploads too (a later conflict is a 400 naming the field).
-* At most ``MAX_POINTS`` points per request. The same (field, time) twice in a request: the last
-  one wins; the answer counts distinct readings.
+  All values of one field in a request have one kind. Across uploads a *unit's* series
+  (measurement, tags, field) keeps the kind of its first reading (a later conflict is a 400
+  naming the field); other units, tag sets and measurements choose freely (``series.py``).
+* Bounded work: at most ``MAX_FIELDS`` fields and ``MAX_POINTS`` points per request (one
+  measurement and one tag set: at most ``MAX_FIELDS`` series), and at most
+  ``telemetry_max_series_per_unit`` series per unit; each limit is a 400 naming it. The same
+  (field, time) twice in a request: the last one wins; the answer counts distinct readings.
 
 Order of writes, which is what makes losing a reading impossible: everything is validated first;
-then the unit's dirty-since mark (the oldest time of the upload) is committed; only then do the
+then the unit's dirty-since mark (the oldest time of the upload) and its new series are committed
+(one transaction: the mark's lock makes the kind check atomic per unit); only then do the
 points go to the hot store; only then does the client get a 2xx. A hot store that is down is a
 503 after the mark was committed: the mark is harmless (the migration finds nothing new) and the
 unit keeps its buffer and sends again; re-sent readings overwrite, never duplicate.
@@ -36,13 +40,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from solarfleet.errors import BadRequest
-from solarfleet.telemetry import rules
+from solarfleet.telemetry import rules, series
 from solarfleet.telemetry.dirty import commit_mark
 from solarfleet.telemetry.hot import HotStore
 from solarfleet.telemetry.points import Point, Value, normal_tags, to_us
 from solarfleet.timeparse import parse_instant
 
 MAX_POINTS = 50_000
+MAX_FIELDS = 256
 MAX_TAGS = 32
 MAX_TAG_VALUE = 256
 MAX_STRING = 4096
@@ -135,6 +140,8 @@ def parse_upload(
     tag_tuple = normal_tags(check_tags(tags, imei))
     if not isinstance(fields, Mapping):
         raise BadRequest("Invalid fields: expected an object of field name -> [[time, value], …]")
+    if len(fields) > MAX_FIELDS:
+        raise BadRequest(f"Too many fields: {len(fields)}; at most {MAX_FIELDS} per request")
     total = sum(len(v) for v in fields.values() if isinstance(v, Sequence))
     if total > MAX_POINTS:
         raise BadRequest(f"Too many points: {total}; at most {MAX_POINTS} per request")
@@ -160,8 +167,16 @@ def parse_upload(
     return points
 
 
-def store_upload(*, session: Session, hot: HotStore, imei: str, points: Sequence[Point]) -> int:
-    """Mark the unit dirty and COMMIT, then write to the hot store; the readings written.
+def store_upload(
+    *,
+    session: Session,
+    hot: HotStore,
+    imei: str,
+    points: Sequence[Point],
+    max_series: int = series.DEFAULT_MAX_SERIES_PER_UNIT,
+) -> int:
+    """Mark the unit dirty, check and record its series' kinds, COMMIT, then write to the hot
+    store; the readings written.
 
     The mark goes first so that the migration can never miss a reading the hot store holds,
     and again after the write: a pass that read the hot store between the first mark and the
@@ -170,7 +185,15 @@ def store_upload(*, session: Session, hot: HotStore, imei: str, points: Sequence
     if not points:
         return 0
     oldest = min(p.time_us for p in points)
-    commit_mark(session=session, imei=imei, oldest_us=oldest)  # 404 if the unit is gone
+    # The mark locks the unit's mark row first; the series' kinds are registered behind it.
+    commit_mark(
+        session=session,
+        imei=imei,
+        oldest_us=oldest,
+        then=lambda: series.register(
+            session=session, imei=imei, kinds=series.kinds_of(points), limit=max_series
+        ),
+    )  # 404 if the unit is gone
     written = hot.write(points)
     commit_mark(session=session, imei=imei, oldest_us=oldest)
     return written

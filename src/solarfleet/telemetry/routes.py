@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
-from solarfleet.api.deps import SessionDep, get_factory, requires
+from solarfleet.api.deps import SessionDep, SettingsDep, get_factory, requires
 from solarfleet.api.fastjson import OrjsonRoute
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
@@ -61,13 +61,16 @@ def _store(
     hot: Any,
     imei: str,
     points: list[Point],
+    max_series: int,
     principal: Principal | None = None,
 ) -> Response:
     """Scope check (operators), dirty mark committed, hot write: one write transaction."""
     with write_session(factory) as session:
         if principal is not None:
             get_unit(session=session, principal=principal, imei=imei)
-        written = ingest.store_upload(session=session, hot=hot, imei=imei, points=points)
+        written = ingest.store_upload(
+            session=session, hot=hot, imei=imei, points=points, max_series=max_series
+        )
     data: dict[str, Any] = {"product_imei": imei, "points": written}
     if points:
         times = [p.time_us for p in points]
@@ -82,21 +85,28 @@ def _store(
     summary="Upload readings of a unit (as an operator)",
 )
 def upload_readings(
-    imei: str, body: Upload, principal: Admin, factory: FactoryDep, hot: HotStoreDep
+    imei: str,
+    body: Upload,
+    principal: Admin,
+    factory: FactoryDep,
+    hot: HotStoreDep,
+    settings: SettingsDep,
 ) -> Response:
     key = parse_key(PRODUCTS, imei)
     points = ingest.parse_upload(
         imei=key, measurement=body.measurement, tags=body.tags, fields=body.fields
     )  # validated before any database work
-    return _store(factory, hot, key, points, principal)
+    return _store(factory, hot, key, points, settings.telemetry_max_series_per_unit, principal)
 
 
 @router.post("/v1/rm_data", response_model=Envelope, summary="A unit uploads its readings")
-def unit_upload(imei: UnitImei, body: Upload, factory: FactoryDep, hot: HotStoreDep) -> Response:
+def unit_upload(
+    imei: UnitImei, body: Upload, factory: FactoryDep, hot: HotStoreDep, settings: SettingsDep
+) -> Response:
     points = ingest.parse_upload(
         imei=imei, measurement=body.measurement, tags=body.tags, fields=body.fields
     )
-    return _store(factory, hot, imei, points)
+    return _store(factory, hot, imei, points, settings.telemetry_max_series_per_unit)
 
 
 INSTANT = "ISO-8601 with or without zone, a date, or epoch milliseconds"

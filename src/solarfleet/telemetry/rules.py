@@ -10,7 +10,8 @@ that one store could hold and the other not would make the two disagree.
 * A measurement does not start with ``#`` (a comment line in line protocol).
 * ``time`` is neither a tag key nor a field name; ``imei`` is no tag key (the store adds it).
 * Values: finite floats, 64-bit integers, booleans, strings (any text, up to 64 KiB).
-* One kind of value per (measurement, field), as InfluxDB keeps it; a conflict is a 400.
+* One kind of value per (measurement, field) within one write, a conflict being a 400. Across
+  writes the stores keep any kind: the API holds each unit's series to one kind (``series.py``).
 """
 
 from __future__ import annotations
@@ -127,13 +128,6 @@ def prepare(points: Iterable[Point]) -> tuple[list[Point], dict[tuple[str, str],
             )
         unique[point.key] = point
     return list(unique.values()), kinds
-
-
-def kind_conflict(measurement: str, field: str, stored: str, sent: str) -> BadRequest:
-    return BadRequest(
-        f"Field {field!r} of measurement {measurement!r} holds {stored} values; "
-        f"this upload sends {sent}"
-    )
 
 
 def check_selection(measurement: str | None, fields: Sequence[str] | None) -> None:
