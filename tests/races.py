@@ -1,4 +1,4 @@
-"""Running requests against each other for a while: threads, each its own HTTP client."""
+"""Running requests against each other for a while: threads, each with clients of its own."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-
-Job = Callable[[TestClient], Any]
+Job = Callable[[Any], Any]
 
 
-def run_together(app: FastAPI, jobs: list[Job], seconds: float) -> list[list[Any]]:
-    """Run each job in a loop in a thread of its own, all released together, for ``seconds``;
-    the results of every call, per job. An exception in a job is raised here."""
+def run_together(
+    make_client: Callable[[], Any], jobs: list[Job], seconds: float
+) -> list[list[Any]]:
+    """Run each job in a loop in a thread of its own, all released together, for ``seconds``,
+    each given what ``make_client()`` made for its thread (a TestClient, httpx clients of real
+    servers); the results of every call, per job. An exception in a job is raised here."""
     barrier = threading.Barrier(len(jobs))
     stop = time.monotonic() + seconds
     results: list[list[Any]] = [[] for _ in jobs]
     errors: list[BaseException] = []
 
     def loop(i: int) -> None:
-        client = TestClient(app)
+        client = make_client()
         barrier.wait()
         try:
             while time.monotonic() < stop and not errors:

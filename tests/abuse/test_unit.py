@@ -6,15 +6,18 @@ the write lock for minutes; an 8 MB value is echoed in a few dozen characters.""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
 
 import httpx
 
+from tests.abuse.conftest import Serve
 from tests.factories import Factory
 from tests.faults.services import Server
 from tests.parameters.conftest import unit_auth
+from tests.races import run_together
 
 
 def unknown(n: int) -> dict[str, Any]:
@@ -93,3 +96,86 @@ def test_an_8_mb_bad_value_gets_a_short_error(served: Server, factory: Factory) 
         f"Invalid value for max_load (int): expected an integer, got '{'x' * 80}'… "
         f"({len(value)} characters)"
     )
+
+
+def two_servers(a: Server, b: Server) -> tuple[httpx.Client, httpx.Client]:
+    return httpx.Client(base_url=a.url, timeout=60), httpx.Client(base_url=b.url, timeout=60)
+
+
+def test_polls_on_one_process_racing_attachments_on_another_see_one_snapshot(
+    served: Server, serve: Serve, factory: Factory
+) -> None:
+    """Issue 16 item 4: rc_data read a unit's parts and their pending values in two snapshots."""
+    other = serve()
+    level = factory.parameter_type("int")
+    unit = factory.product()
+    parts = [factory.part() for _ in range(4)]
+    pending = {
+        p.part_id: factory.part_parameter(p, level, value=str(i), status="pending")
+        for i, p in enumerate(parts)
+    }
+    tech = factory.headers("TECHNICAL")
+    url = f"/v1/products/{unit.product_imei}/parts"
+
+    def technician(clients: tuple[httpx.Client, httpx.Client]) -> list[int]:
+        http = clients[1]
+        statuses = [http.post(url, json={"part_id": p.part_id}, headers=tech) for p in parts]
+        statuses += [http.delete(f"{url}/{p.part_id}", headers=tech) for p in parts]
+        return [r.status_code for r in statuses]
+
+    def poll(clients: tuple[httpx.Client, httpx.Client]) -> tuple[int, Any]:
+        r = clients[0].get("/v1/rc_data", headers=unit_auth(unit))
+        return r.status_code, r.json()
+
+    results = run_together(
+        lambda: two_servers(served, other), [technician, poll, poll, poll], seconds=6
+    )
+    assert all(s in (200, 201) for rounds in results[0] for s in rounds), results[0]
+    answers = [a for polls in results[1:] for a in polls]
+    assert len(answers) > 30
+    for status, body in answers:
+        assert status == 200, body
+        for key, values in body["data"]["part_parameters"].items():
+            row = pending[int(key)]
+            assert values == [
+                {
+                    "part_parameter_id": row.part_parameter_id,
+                    "parameter_type_id": level.parameter_type_id,
+                    "value": row.value,
+                }
+            ]
+
+
+def test_uploads_on_one_process_racing_deletions_on_another_answer_200_401_or_404(
+    served: Server, serve: Serve, factory: Factory
+) -> None:
+    """Issue 16 item 4: an upload whose unit went between its two dirty marks answered 500."""
+    other = serve()
+    system = factory.headers("SYSTEM")
+    units = [factory.product()]
+    start = 1732435200000 + random.randrange(10**6) * 1000
+    body = {"fields": {"v": [[start + i * 1000, float(i)] for i in range(2000)]}}
+
+    def delete_and_replace(clients: tuple[httpx.Client, httpx.Client]) -> int:
+        time.sleep(random.uniform(0.05, 0.4))
+        gone = clients[1].delete(f"/v1/products/{units[-1].product_imei}", headers=system)
+        units.append(factory.product())
+        return gone.status_code
+
+    def upload(clients: tuple[httpx.Client, httpx.Client]) -> tuple[int, Any, str]:
+        unit = units[-1]
+        r = clients[0].post("/v1/rm_data", json=body, headers=unit_auth(unit))
+        return r.status_code, r.json(), unit.product_imei
+
+    results = run_together(
+        lambda: two_servers(served, other), [delete_and_replace, upload, upload], seconds=8
+    )
+    assert set(results[0]) == {204}
+    answers = [a for uploads in results[1:] for a in uploads]
+    for status, answer, imei in answers:
+        assert status in (200, 401, 404), answer
+        if status == 404:
+            assert answer["message"] == (
+                f"No product with product_imei {imei}: deleted during the upload"
+            )
+    assert 200 in {s for s, _, _ in answers}

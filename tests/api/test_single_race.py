@@ -33,7 +33,9 @@ def test_single_lists_racing_deletions_answer_200_or_404(app: FastAPI, factory: 
                        headers=system)  # fmt: skip
         return r.status_code, r.json()
 
-    results = run_together(app, [create_and_delete, single, single, single], seconds=6)
+    results = run_together(
+        lambda: TestClient(app), [create_and_delete, single, single, single], seconds=6
+    )
     assert set(results[0]) == {(201, 204)}
     answers = [a for polls in results[1:] for a in polls]
     assert len(answers) > 30

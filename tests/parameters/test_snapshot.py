@@ -37,7 +37,7 @@ def test_polls_racing_part_attachments_always_see_a_consistent_unit(
         r = client.get("/v1/rc_data", headers=fleet.device)
         return r.status_code, r.json()
 
-    results = run_together(app, [technician, poll, poll, poll], seconds=6)
+    results = run_together(lambda: TestClient(app), [technician, poll, poll, poll], seconds=6)
     assert all(s in (201, 200) for rounds in results[0] for s in rounds), results[0]
     answers = [a for polls in results[1:] for a in polls]
     assert len(answers) > 30

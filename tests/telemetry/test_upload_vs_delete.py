@@ -43,7 +43,9 @@ def test_uploads_racing_the_deletion_of_their_unit_answer_200_401_or_404(
         return r.status_code, r.json(), imei
 
     results = run_together(
-        app, [delete_and_replace, unit_upload, unit_upload, operator_upload], seconds=8
+        lambda: TestClient(app),
+        [delete_and_replace, unit_upload, unit_upload, operator_upload],
+        seconds=8,
     )
     assert set(results[0]) == {204}
     answers = [a for uploads in results[1:] for a in uploads]
