@@ -230,6 +230,8 @@ BAD_PARAMS: list[tuple[dict[str, str], str]] = [
     ({"tags": "bad key:x"}, "bad key"),
     ({"tags": "imei:123"}, "imei"),
     ({"tags": "k:"}, "'k'"),
+    ({"tags": '{"k": ' + "[" * 3000 + "]" * 3000 + "}"}, "nested deeper than 1 level"),
+    ({"tags": '{"k": "[[{", "j": 5}'}, "'j'"),  # brackets in a string are no nesting
     ({"where": "voltage >"}, "where"),
     ({"where": "'; DROP MEASUREMENT telemetry; --"}, "where"),
     ({"where": '") or 1=1'}, "where"),

@@ -114,9 +114,33 @@ def parse_fields(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _nesting(text: str) -> int:
+    """How deep JSON ``text`` nests arrays and objects (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_tags(raw: str, imei: str) -> dict[str, str]:
     text = raw.strip()
     if text.startswith("{"):
+        if _nesting(text) > 1:  # the JSON decoder would recurse as deep as it is nested
+            raise BadRequest("Invalid tags: nested deeper than 1 level (a flat object of strings)")
         try:
             given: Any = json.loads(text)
         except ValueError:
