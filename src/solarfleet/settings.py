@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # The hot store drops a unit's day once the archive is verified to hold it and it is older
     # than this many days; 0 keeps everything in the hot store.
     hot_retention_days: float = 30.0
+    # The most readings one telemetry read takes from the stores (a bound on its memory and
+    # time); a read whose window holds more answers 400 saying how to narrow it.
+    telemetry_max_points: int = Field(default=200_000, ge=1)
 
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,

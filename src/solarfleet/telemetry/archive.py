@@ -459,12 +459,17 @@ class Archive:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _scan(self, where: BooleanExpression, columns: Sequence[str] | None = None) -> pa.Table:
+    def _scan(
+        self,
+        where: BooleanExpression,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
         table = self.table
         if table.current_snapshot() is None:
             return ARROW_SCHEMA.empty_table()
         fields = tuple(columns) if columns else ("*",)
-        return table.scan(row_filter=where, selected_fields=fields).to_arrow()
+        return table.scan(row_filter=where, selected_fields=fields, limit=limit).to_arrow()
 
     def read(
         self,
@@ -473,14 +478,31 @@ class Archive:
         end_us: int,
         measurement: str | None = None,
         fields: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
-        """The unit's archived readings with ``start_us <= time_us < end_us``, ordered by time."""
+        """The unit's archived readings with ``start_us <= time_us < end_us``, ordered by unit
+        and time. ``max_points``: the scan stops after ``max_points + 1`` rows (the caller
+        refuses a window holding more). ``limit``: only the earliest ``limit`` readings of each
+        (measurement, field), cut here (the files are not read in time order)."""
         where: BooleanExpression = _window_filter(imei, start_us, end_us)
         if measurement is not None:
             where = And(where, EqualTo("measurement", measurement))
         if fields is not None:
             where = And(where, In("field", list(fields)) if fields else AlwaysFalse())
-        return arrow_to_points(self._scan(where))
+        cap = None if max_points is None else max_points + 1
+        points = arrow_to_points(self._scan(where, limit=cap))
+        if limit is None or (max_points is not None and len(points) > max_points):
+            return points
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        earliest = []
+        for p in points:
+            series = (p.measurement, p.field)
+            if taken[series] < limit:
+                taken[series] += 1
+                earliest.append(p)
+        return earliest
 
     def read_windows(self, windows: Mapping[str, Window]) -> dict[str, list[Point]]:
         """Every unit's archived readings in its window, in one scan."""

@@ -23,8 +23,13 @@ class HotStore(Protocol):
         *,
         measurement: str | None = None,
         fields: Sequence[str] | None = None,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
-        """The unit's readings with ``start_us <= time_us < end_us``, ordered by time."""
+        """The unit's readings with ``start_us <= time_us < end_us``, ordered by time.
+        ``limit``: only the earliest ``limit`` of each (measurement, field) (by time, then
+        tags). ``max_points``: stop after ``max_points + 1`` readings (the caller refuses a
+        window that holds more), so that no read holds more than that in memory."""
 
     def counts_by_day(self, imei: str, start_us: int, end_us: int) -> dict[int, int]:
         """Readings per day number (points.day_of) in ``[start_us, end_us)``."""

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
-from solarfleet.api.deps import SessionDep, get_factory, requires
+from solarfleet.api.deps import SessionDep, SettingsDep, get_factory, requires
 from solarfleet.api.fastjson import OrjsonRoute
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
@@ -111,6 +111,7 @@ def read_readings(
     imei: str,
     principal: Reader,
     session: SessionDep,
+    settings: SettingsDep,
     hot: HotStoreDep,
     archive_reader: ArchiveReaderDep,
     start: Annotated[
@@ -135,7 +136,7 @@ def read_readings(
     )  # fmt: skip
     data, truncated = reads.read_data(
         session=session, principal=principal, hot=hot, archive_reader=archive_reader,
-        imei=key, query=query,
+        imei=key, query=query, max_points=settings.telemetry_max_points,
     )  # fmt: skip
     cut = f" (cut at {query.limit} values per field)" if truncated else ""
     return success(f"Readings of #{key} returned successfully{cut}", data)
