@@ -20,6 +20,7 @@ from pathlib import Path
 
 from solarfleet.errors import ServiceUnavailable
 from solarfleet.telemetry import rules
+from solarfleet.telemetry.hot import TooManyReadings
 from solarfleet.telemetry.points import US_PER_DAY, Point, Tags, Value
 
 SCHEMA = """
@@ -185,6 +186,10 @@ class EmbeddedHotStore:
         rows: list[tuple[str, str, str, int, str, object]] = []
         with self._cursor() as conn:
             if limit is None:
+                if max_points is not None:  # too many? asked without making a single row
+                    probe = "SELECT 1 FROM points" + where + " LIMIT 1 OFFSET ?"
+                    if conn.execute(probe, [*args, max_points]).fetchone() is not None:
+                        raise TooManyReadings(max_points)
                 # In time order along the primary key: SQLite stops at the cap.
                 sql = columns + where + " ORDER BY time_us LIMIT ?"
                 rows = conn.execute(sql, [*args, cap]).fetchall()

@@ -6,7 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from solarfleet.errors import BadRequest
 from solarfleet.telemetry.points import Point
+
+
+class TooManyReadings(BadRequest):
+    """A read whose window holds more readings than it may take (a 400 saying how to narrow
+    it). A store may raise it as soon as it knows, instead of returning ``max_points + 1``."""
+
+    def __init__(self, max_points: int) -> None:
+        super().__init__(
+            f"Too many readings: the window holds more than {max_points} (the most a read "
+            "takes, SOLARFLEET_TELEMETRY_MAX_POINTS); narrow it with start and end, name fewer "
+            "fields, or ask for the earliest values with limit (without where, tags or ds_*)"
+        )
 
 
 class HotStore(Protocol):

@@ -43,7 +43,7 @@ from solarfleet.auth.principal import Principal
 from solarfleet.errors import BadRequest
 from solarfleet.fleet.service import get_unit
 from solarfleet.telemetry import ingest, rules
-from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.hot import HotStore, TooManyReadings
 from solarfleet.telemetry.points import US_PER_DAY, Point, Tags, Value, from_us, to_us
 from solarfleet.telemetry.store import ArchiveReader
 from solarfleet.telemetry.where import Where, parse_where, row_lookup
@@ -57,14 +57,6 @@ INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": US_PER_DAY}
 UNIT_US["w"] = 7 * US_PER_DAY
 MAX_INTERVAL_US = 52 * UNIT_US["w"]
-
-
-def too_many(max_points: int) -> BadRequest:
-    return BadRequest(
-        f"Too many readings: the window holds more than {max_points} (the most a read takes, "
-        "SOLARFLEET_TELEMETRY_MAX_POINTS); narrow it with start and end, name fewer fields, "
-        "or ask for the earliest values with limit (without where, tags or ds_*)"
-    )
 
 
 def read_points(
@@ -84,8 +76,8 @@ def read_points(
 
     ``limit``: only the earliest ``limit`` readings of each (measurement, field) are needed
     (each tier is asked for its own earliest ones: the union's earliest are among them).
-    ``max_points``: a window holding more readings than this is a 400 (``too_many``); each tier
-    stops reading one past it, so a read's memory is bounded whatever the window.
+    ``max_points``: a window holding more readings than this is a 400 (``TooManyReadings``);
+    each tier stops reading one past it, so a read's memory is bounded whatever the window.
 
     The hot store is read FIRST. A migration pass may run meanwhile: it commits readings to the
     archive and only then drops them from the hot store, and the archive never loses a
@@ -101,7 +93,7 @@ def read_points(
         max_points=max_points,
     )  # fmt: skip
     if max_points is not None and len(found) > max_points:
-        raise too_many(max_points)
+        raise TooManyReadings(max_points)
     merged: dict[tuple[str, str, Tags, str, int], Point] = {}
     if archive_reader is not None:
         for point in archive_reader(
@@ -111,7 +103,7 @@ def read_points(
     for point in found:
         merged[point.key] = point
     if max_points is not None and len(merged) > max_points:
-        raise too_many(max_points)
+        raise TooManyReadings(max_points)
     return sorted(merged.values(), key=rules.sort_key)
 
 
