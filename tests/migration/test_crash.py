@@ -57,7 +57,8 @@ class Runner:
             "SOLARFLEET_ARCHIVE_BUCKETS": str(settings.archive_buckets),
             "SOLARFLEET_MIGRATION_BATCH_SIZE": "2",
             "SOLARFLEET_HOT_RETENTION_DAYS": "1",
-            "PYTHONPATH": str(ROOT),
+            # This checkout's code, also where another one is installed in the environment.
+            "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),
         }
 
         self.proc = subprocess.Popen(
