@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Series (measurement, tag set, field) one unit may create; past it an upload adding new
     # ones is a 400 naming the limit (bounds the hot store's series and the kinds table).
     telemetry_max_series_per_unit: int = 1000
+    # The most readings one telemetry read takes from the stores (a bound on its memory and
+    # time); a read whose window holds more answers 400 saying how to narrow it.
+    telemetry_max_points: int = Field(default=200_000, ge=1)
 
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,

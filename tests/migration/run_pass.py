@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 from solarfleet.db import make_engine, make_sessionmaker
+from solarfleet.migration.leases import default_holder
 from solarfleet.migration.service import migrate_pass
 from solarfleet.settings import Settings
 from solarfleet.telemetry.archive import Archive
@@ -57,7 +58,7 @@ def one_pass(target: str) -> None:
         sessions=make_sessionmaker(engine),
         hot=hot_store(settings),
         archive=Archive.from_settings(settings),
-        holder=os.environ.get("SOLARFLEET_TEST_HOLDER", "crash-test"),
+        holder=default_holder(),  # a fresh name each run, as `solarfleet telemetry migrate`
         batch_size=settings.migration_batch_size,
         retention_days=settings.hot_retention_days,
         checkpoint=checkpoint,

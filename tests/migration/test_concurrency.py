@@ -3,6 +3,9 @@ compare-and-set, raced by threads, and two whole passes raced on one shard."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -142,5 +145,61 @@ def test_two_workers_on_one_shard_never_both_migrate_a_unit(
     assert all(len(readers) == 1 for readers in spy.readers.values()), spy.readers
     assert sorted(spy.readers) == sorted(fleet.imeis)
     assert reports[0].units + reports[1].units == len(fleet.imeis)
+    for imei in fleet.imeis:
+        assert archive.read(imei, -DAY, FAR_FUTURE_US) == fleet.expected(imei)
+
+
+def test_a_lease_of_a_process_gone_from_this_machine_is_taken_at_once(
+    factory: Factory, sessions: sessionmaker[Session]
+) -> None:
+    """Issue 15 item 2: a re-run after a SIGKILL need not wait for the lease to expire."""
+    imeis = [factory.product().product_imei for _ in range(5)]
+    host = socket.gethostname()
+    exited = subprocess.Popen(["true"])
+    exited.wait()  # gone (reaped)
+    zombie = subprocess.Popen(["true"])  # exits, never reaped: a zombie
+    deadline = time.monotonic() + 10
+    while not leases._process_gone(zombie.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    holders = [
+        f"{host}:{exited.pid}:dead0001",  # a process of this machine that is gone
+        f"{host}:{zombie.pid}:dead0002",  # killed, its parent has not reaped it yet
+        f"{host}:{os.getppid()}:alive001",  # a process that runs
+        f"elsewhere-{host}:{exited.pid}:other001",  # another machine's: we cannot tell
+        "worker-a",  # a name that is no host:pid:suffix
+    ]
+    with write_session(sessions) as session:
+        for imei, holder in zip(imeis, holders, strict=True):
+            assert leases.acquire(session=session, imeis=[imei], holder=holder, seconds=900)
+        session.commit()
+    me = leases.default_holder()
+    with write_session(sessions) as session:
+        taken = leases.acquire(session=session, imeis=imeis, holder=me, seconds=900)
+        session.commit()
+    assert taken == sorted(imeis[:2])
+    zombie.wait()
+
+
+def test_a_rerun_after_a_kill_migrates_at_once(
+    factory: Factory, fleet: Fleet, archive: Archive
+) -> None:
+    """A run killed while holding its units (its leases 900 s long), then a new run under a
+    new name, as `solarfleet telemetry migrate` does: every unit is migrated."""
+    for imei in fleet.imeis:
+        fleet.upload(imei, fleet.readings(imei, T0, 10))
+    killed = subprocess.Popen(["true"])
+    killed.wait()
+    with write_session(fleet.sessions) as session:
+        leases.acquire(
+            session=session,
+            imeis=fleet.imeis,
+            holder=f"{socket.gethostname()}:{killed.pid}:killed01",
+            seconds=900,
+        )
+        session.commit()
+    report = migrate_pass(
+        sessions=fleet.sessions, hot=fleet.hot, archive=archive, holder=leases.default_holder()
+    )
+    assert (report.units, report.skipped) == (len(fleet.imeis), 0)
     for imei in fleet.imeis:
         assert archive.read(imei, -DAY, FAR_FUTURE_US) == fleet.expected(imei)

@@ -3,6 +3,7 @@ writes (dirty mark committed before the hot store is written; nothing acknowledg
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from tests.telemetry.conftest import Site, closed_port
 EVERYTHING = (0, to_us(datetime(2200, 1, 1)))
 MS = 1479727096961  # 2016-11-21T11:18:16.961
 MS_US = MS * 1000
+JSON = {"Content-Type": "application/json"}
 
 
 def stored(hot: HotStore, imei: str) -> list[Point]:
@@ -29,9 +31,13 @@ def stored(hot: HotStore, imei: str) -> list[Point]:
 
 
 def upload(client: TestClient, site: Site, body: Any, *, as_unit: bool = False) -> Any:
+    # json.dumps escapes what httpx's json= cannot encode (lone surrogates) as \udXXX.
+    content = json.dumps(body)
     if as_unit:
-        return client.post("/v1/rm_data", json=body, headers=site.device)
-    return client.post(f"/v1/products/{site.imei}/data", json=body, headers=site.admin)
+        return client.post("/v1/rm_data", content=content, headers={**site.device, **JSON})
+    return client.post(
+        f"/v1/products/{site.imei}/data", content=content, headers={**site.admin, **JSON}
+    )
 
 
 @pytest.mark.parametrize("as_unit", [False, True], ids=["operator", "unit"])
@@ -182,6 +188,12 @@ BAD_POINTS: list[tuple[Any, str]] = [
     ({"fields": {"v": [[MS, 1]]}, "tags": {"time": "x"}}, "time"),
     ({"fields": {"v": [[MS, 1]]}, "tags": {f"k{i}": "x" for i in range(33)}}, "tags"),
     ({"fields": {"v": 5}}, "fields.v"),
+    (
+        {"fields": {"v": [[MS, 1], [MS, "ok\ud800"]]}},
+        "v[1]: the string contains a lone surrogate \\ud800",
+    ),
+    ({"fields": {"v": [[MS, "\udfff"]]}, "tags": {}}, "lone surrogate \\udfff"),
+    ({"fields": {"v": [[MS, 1]]}, "tags": {"k": "x\udc00"}}, "tag 'k': a lone surrogate \\udc00"),
     ({"fields": [[MS, 1]]}, "fields"),
     ({"measurement": "telemetry"}, "fields"),
 ]

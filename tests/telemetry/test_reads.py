@@ -3,14 +3,16 @@ the where grammar through HTTP, injection attempts, and scope."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from solarfleet.db import utcnow
-from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.hot import HotStore, TooManyReadings
 from solarfleet.telemetry.points import Point, Value, to_us
 from solarfleet.timeparse import format_instant
 from tests.factories import Factory
@@ -230,6 +232,8 @@ BAD_PARAMS: list[tuple[dict[str, str], str]] = [
     ({"tags": "bad key:x"}, "bad key"),
     ({"tags": "imei:123"}, "imei"),
     ({"tags": "k:"}, "'k'"),
+    ({"tags": '{"k": ' + "[" * 3000 + "]" * 3000 + "}"}, "nested deeper than 1 level"),
+    ({"tags": '{"k": "[[{", "j": 5}'}, "'j'"),  # brackets in a string are no nesting
     ({"where": "voltage >"}, "where"),
     ({"where": "'; DROP MEASUREMENT telemetry; --"}, "where"),
     ({"where": '") or 1=1'}, "where"),
@@ -288,3 +292,97 @@ def test_scope_and_permissions(
     assert client.get("/v1/products/12ab/data", headers=site.admin).status_code == 400
     stranger = factory.headers("SYSTEM", "ENTITY", factory.entity())
     assert client.get(f"/v1/products/{site.imei}/data", headers=stranger).status_code == 404
+
+
+# -- bounded reads (issue 9 item 3) ------------------------------------------------------------
+
+
+@pytest.fixture
+def ceiling(app: FastAPI) -> Iterator[int]:
+    """SOLARFLEET_TELEMETRY_MAX_POINTS lowered to 10 for the test."""
+    previous = app.state.settings
+    app.state.settings = previous.model_copy(update={"telemetry_max_points": 10})
+    yield 10
+    app.state.settings = previous
+
+
+def test_a_window_holding_more_than_the_ceiling_is_a_400_naming_it(
+    client: TestClient, site: Site, hot: HotStore, ceiling: int
+) -> None:
+    put(hot, site, "a", [(T + i * MIN, float(i)) for i in range(8)])
+    put(hot, site, "b", [(T + i * MIN, float(i)) for i in range(3)])
+    for params in ({}, {"ds_interval": "1h"}, {"where": "a > 0"}, {"fields": "a,b"}):
+        r = get(client, site, **params, **WINDOW)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["message"] == (
+            "Too many readings: the window holds more than 10 (the most a read takes, "
+            "SOLARFLEET_TELEMETRY_MAX_POINTS); narrow it with start and end, name fewer fields, "
+            "or ask for the earliest values with limit (without where, tags or ds_*)"
+        )
+    # Within the ceiling, the answer is the usual one.
+    assert data(client, site, fields="a", **WINDOW)["a"] == [
+        [float(i), iso(T + i * MIN)] for i in range(8)
+    ]
+    got = data(client, site, start=iso(T), end=iso(T + 4 * MIN), ds_function="count")
+    assert got == {
+        "measurement": "telemetry",
+        "tags": {"imei": site.imei},
+        "a": [[5, iso(T)]],
+        "b": [[3, iso(T)]],
+    }
+
+
+def test_a_limit_is_taken_from_the_stores_whatever_the_window_holds(
+    client: TestClient, site: Site, hot: HotStore, ceiling: int
+) -> None:
+    put(hot, site, "a", [(T + i * MIN, float(i)) for i in range(40)])
+    put(hot, site, "a", [(T + i * MIN, -float(i)) for i in range(40)], tags={"src": "x"})
+    put(hot, site, "b", [(T + i * MIN, float(i)) for i in range(40)])
+    put(hot, site, "c", [(T + 5 * MIN, "late")], measurement="other")
+    r = get(client, site, limit="3", **WINDOW)
+    assert r.status_code == 200, r.text
+    assert r.json()["message"] == (
+        f"Readings of #{site.imei} returned successfully (cut at 3 values per field)"
+    )
+    assert r.json()["data"] == {
+        "measurement": "telemetry",
+        "tags": {"imei": site.imei},
+        "a": [[0.0, iso(T)], [-0.0, iso(T)], [1.0, iso(T + MIN)]],
+        "b": [[0.0, iso(T)], [1.0, iso(T + MIN)], [2.0, iso(T + 2 * MIN)]],
+    }
+    assert data(client, site, limit="1", fields="b", **WINDOW)["b"] == [[0.0, iso(T)]]
+    assert data(client, site, limit="2", measurement="other", **WINDOW)["c"] == [
+        ["late", iso(T + 5 * MIN)]
+    ]
+    # A limit the stores cannot apply (after a tag filter) does not lift the ceiling.
+    assert get(client, site, limit="1", tags="src:x", **WINDOW).status_code == 400
+
+
+@pytest.mark.parametrize("limit", [None, 1, 2, 5])
+def test_store_reads_stop_at_the_cap_and_take_the_earliest_per_field(
+    store: HotStore, limit: int | None
+) -> None:
+    imei = "356000000000001"
+    points = [
+        Point(imei, m, tags, f, to_us(T + i * MIN), float(i))
+        for m in ("telemetry", "other")
+        for tags in ((), (("src", "x"),))
+        for f in ("a", "b")
+        for i in range(4)
+    ]
+    store.write(points)
+    everything = store.read(imei, 0, 2**52)
+    assert len(everything) == 32
+    total = 32 if limit is None else 4 * min(limit, 8)  # 4 series (measurement, field) of 8
+    try:
+        capped = len(store.read(imei, 0, 2**52, max_points=9, limit=limit))
+    except TooManyReadings:
+        capped = 10
+    assert capped > 9 if total > 9 else capped == total
+    assert store.read(imei, 0, 2**52, max_points=40, limit=limit) == [
+        p
+        for p in everything
+        if limit is None
+        or [q for q in everything if (q.measurement, q.field) == (p.measurement, p.field)].index(p)
+        < limit
+    ]

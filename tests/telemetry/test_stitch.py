@@ -30,9 +30,19 @@ WINDOW = (T - 10 * US_PER_DAY, T + 10 * US_PER_DAY)
 
 def reader_of(store: HotStore) -> ArchiveReader:
     def read(
-        imei: str, start_us: int, end_us: int, measurement: str | None, fields: Sequence[str] | None
+        imei: str,
+        start_us: int,
+        end_us: int,
+        measurement: str | None,
+        fields: Sequence[str] | None,
+        *,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
-        return store.read(imei, start_us, end_us, measurement=measurement, fields=fields)
+        return store.read(
+            imei, start_us, end_us, measurement=measurement, fields=fields, limit=limit,
+            max_points=max_points,
+        )  # fmt: skip
 
     return read
 
@@ -115,6 +125,7 @@ query = st.builds(
     limit=st.sampled_from((100_000, 3)),
     interval_us=st.sampled_from((None, 5 * MIN, 60 * MIN)),
     function=st.sampled_from((None, "mean", "sum", "count", "first", "last", "max")),
+    limit_given=st.booleans(),
 ).filter(lambda q: q.function is not None or q.interval_us is None)
 
 
@@ -159,6 +170,12 @@ def test_stitched_reads_equal_one_store_holding_everything(
             alone = read_points(single, None, imei, q.start_us, q.end_us, fields=q.store_fields)
             assert stitched == alone
             assert shape(imei, stitched, q) == shape(imei, alone, q)
+            # The limit taken from each tier (when it can be) answers the same.
+            limited = read_points(
+                hot, reader_of(archive), imei, q.start_us, q.end_us, fields=q.store_fields,
+                limit=q.store_limit, max_points=200,
+            )  # fmt: skip
+            assert shape(imei, limited, q) == shape(imei, alone, q)
             keys = [pt.key for pt in stitched]
             assert len(keys) == len(set(keys))
     finally:

@@ -257,11 +257,25 @@ def compact(
 
     from solarfleet.telemetry.archive import Archive
 
+    def busy(attempt: int, _error: Exception) -> None:
+        console.print(
+            f"[yellow]The archive changed while compacting (a migration commit); "
+            f"compacting again (attempt {attempt + 1})[/]"
+        )
+
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+
     settings = Settings()
     archive = Archive.from_settings(settings)
     try:
-        merged = archive.compact(min_files=min_files)
+        merged = archive.compact(min_files=min_files, on_retry=busy)
         expired = archive.expire(older_than=timedelta(days=expire_days))
+    except (CommitFailedException, ValidationException):
+        console.print(
+            "[red]The archive kept changing under the compaction (migration commits); "
+            "nothing was changed: run it again when the migration is quieter[/]"
+        )
+        raise typer.Exit(1) from None
     finally:
         archive.close()
     console.print(

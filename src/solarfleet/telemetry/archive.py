@@ -489,12 +489,17 @@ class Archive:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _scan(self, where: BooleanExpression, columns: Sequence[str] | None = None) -> pa.Table:
+    def _scan(
+        self,
+        where: BooleanExpression,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
         table = self.table
         if table.current_snapshot() is None:
             return ARROW_SCHEMA.empty_table()
         fields = tuple(columns) if columns else ("*",)
-        return table.scan(row_filter=where, selected_fields=fields).to_arrow()
+        return table.scan(row_filter=where, selected_fields=fields, limit=limit).to_arrow()
 
     def read(
         self,
@@ -503,14 +508,31 @@ class Archive:
         end_us: int,
         measurement: str | None = None,
         fields: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
-        """The unit's archived readings with ``start_us <= time_us < end_us``, ordered by time."""
+        """The unit's archived readings with ``start_us <= time_us < end_us``, ordered by unit
+        and time. ``max_points``: the scan stops after ``max_points + 1`` rows (the caller
+        refuses a window holding more). ``limit``: only the earliest ``limit`` readings of each
+        (measurement, field), cut here (the files are not read in time order)."""
         where: BooleanExpression = _window_filter(imei, start_us, end_us)
         if measurement is not None:
             where = And(where, EqualTo("measurement", measurement))
         if fields is not None:
             where = And(where, In("field", list(fields)) if fields else AlwaysFalse())
-        return arrow_to_points(self._scan(where))
+        cap = None if max_points is None else max_points + 1
+        points = arrow_to_points(self._scan(where, limit=cap))
+        if limit is None or (max_points is not None and len(points) > max_points):
+            return points
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        earliest = []
+        for p in points:
+            series = (p.measurement, p.field)
+            if taken[series] < limit:
+                taken[series] += 1
+                earliest.append(p)
+        return earliest
 
     def read_windows(self, windows: Mapping[str, Window]) -> dict[str, list[Point]]:
         """Every unit's archived readings in its window, in one scan."""
@@ -546,10 +568,37 @@ class Archive:
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    def compact(self, *, min_files: int = 4, max_partitions: int = 64) -> MaintenanceReport:
+    def compact(
+        self,
+        *,
+        min_files: int = 4,
+        max_partitions: int = 64,
+        checkpoint: Checkpoint = _noop,
+        on_retry: Callable[[int, Exception], None] | None = None,
+    ) -> MaintenanceReport:
         """Rewrite each partition (bucket, day) that has ``min_files`` files or more into one
         file, at most ``max_partitions`` of them in one commit. Rows are unchanged; readers
-        see the old files or the new ones, never a mix."""
+        see the old files or the new ones, never a mix.
+
+        A migration commit landing between our read of the partitions and our commit makes
+        ours fail the catalog's compare-and-set: the partitions are read again from the new
+        snapshot and rewritten, up to ``_COMMIT_ATTEMPTS`` times (``on_retry(attempt, error)``
+        is told each time, so that the caller can say why it waits)."""
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                return self._compact_once(min_files, max_partitions, checkpoint)
+            except (CommitFailedException, ValidationException) as exc:
+                if attempt == _COMMIT_ATTEMPTS:
+                    raise
+                log.info("archive compaction conflict, attempt %d; retrying", attempt)
+                if on_retry is not None:
+                    on_retry(attempt, exc)
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+        raise AssertionError("unreachable")
+
+    def _compact_once(
+        self, min_files: int, max_partitions: int, checkpoint: Checkpoint
+    ) -> MaintenanceReport:
         report = MaintenanceReport()
         table = self.table
         if table.current_snapshot() is None:
@@ -580,6 +629,7 @@ class Archive:
             mine = rows.filter(pc.is_in(rows.column("imei"), pa.array(imeis)))
             mine = mine.sort_by([("imei", "ascending"), ("time", "ascending")])
             rewrites.append((And(day_filter, In("imei", imeis)), mine))
+        checkpoint("compact.planned")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Delete operation did not match")
             with table.transaction() as tx:
@@ -617,7 +667,16 @@ class Archive:
             if s.timestamp_ms < cutoff_ms and s.snapshot_id != current.snapshot_id
         ]
         if old:
-            table.maintenance.expire_snapshots().by_ids(old).commit()
+            for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+                try:
+                    table.maintenance.expire_snapshots().by_ids(old).commit()
+                    break
+                except CommitFailedException:  # a migration commit came first: again
+                    if attempt == _COMMIT_ATTEMPTS:
+                        raise
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)
+                    table = self.table
+                    old = [s for s in old if table.snapshot_by_id(s) is not None]
             report.snapshots_expired = len(old)
         table = self.table
         if not table.location().startswith("file://"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from solarfleet.errors import ServiceUnavailable
 from solarfleet.telemetry import rules
+from solarfleet.telemetry.hot import TooManyReadings
 from solarfleet.telemetry.points import US_PER_DAY, Point, Tags, Value
 
 SCHEMA = """
@@ -149,24 +150,54 @@ class EmbeddedHotStore:
         *,
         measurement: str | None = None,
         fields: Sequence[str] | None = None,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
         rules.check_selection(measurement, fields)
-        sql = (
-            "SELECT measurement, tags, field, time_us, kind, value FROM points"
-            " WHERE imei = ? AND time_us >= ? AND time_us < ?"
-        )
+        columns = "SELECT measurement, tags, field, time_us, kind, value FROM points"
+        where = " WHERE imei = ? AND time_us >= ? AND time_us < ?"
         args: list[object] = [imei, start_us, end_us]
         if measurement is not None:
-            sql += " AND measurement = ?"
+            where += " AND measurement = ?"
             args.append(measurement)
         if fields is not None:
             wanted = sorted(set(fields))
             if not wanted:
                 return []
-            sql += f" AND field IN ({', '.join('?' * len(wanted))})"
+            where += f" AND field IN ({', '.join('?' * len(wanted))})"
             args.extend(wanted)
+        cap = -1 if max_points is None else max_points + 1  # LIMIT -1: no limit
+        rows: list[tuple[str, str, str, int, str, object]] = []
         with self._cursor() as conn:
-            rows = conn.execute(sql + " ORDER BY time_us", args).fetchall()
+            if limit is None:
+                if max_points is not None:  # too many? asked without making a single row
+                    probe = "SELECT 1 FROM points" + where + " LIMIT 1 OFFSET ?"
+                    if conn.execute(probe, [*args, max_points]).fetchone() is not None:
+                        raise TooManyReadings(max_points)
+                # In time order along the primary key: SQLite stops at the cap.
+                sql = columns + where + " ORDER BY time_us LIMIT ?"
+                rows = conn.execute(sql, [*args, cap]).fetchall()
+            else:
+                # The earliest ``limit`` of each series (measurement, field), one query each;
+                # the tag sets tied at the last time are all read and cut in Python, which
+                # orders tags as tuples (their JSON text sorts otherwise).
+                series = conn.execute(
+                    "SELECT DISTINCT measurement, field FROM points" + where, args
+                ).fetchall()
+                sql = columns + where + " AND measurement = ? AND field = ?"
+                for m, f in sorted(series):
+                    found = conn.execute(
+                        sql + " ORDER BY time_us LIMIT ?", [*args, m, f, limit]
+                    ).fetchall()
+                    if len(found) == limit:
+                        last = found[-1][3]
+                        found = [r for r in found if r[3] < last] + conn.execute(
+                            sql + " AND time_us = ?", [*args, m, f, last]
+                        ).fetchall()
+                        found.sort(key=lambda r: (r[3], decode_tags(r[1])))
+                    rows += found[:limit]
+                    if max_points is not None and len(rows) > max_points:
+                        break
         points = [
             Point(imei, m, decode_tags(tags), f, t, _decode(kind, value))
             for m, tags, f, t, kind, value in rows

@@ -221,6 +221,10 @@ class InfluxHotStore:
             response = self._client.post(path, **kwargs)
         except httpx.HTTPError as exc:
             raise self._unavailable(f"{type(exc).__name__}: {exc}") from exc
+        self._check_status(response)
+        return response
+
+    def _check_status(self, response: httpx.Response) -> None:
         if response.status_code >= 500:
             raise self._unavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code in (401, 403):
@@ -248,9 +252,52 @@ class InfluxHotStore:
             raise self._unavailable(f"an unreadable answer: {exc}") from exc
         return series
 
-    def _read_query(self, q: str) -> list[dict[str, Any]]:
-        """Like _query; a missing database holds nothing."""
+    def _query_capped(
+        self, q: str, max_values: int, per_statement: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Like _query, but the answer is read chunk by chunk (one JSON document a line) and
+        left unread once its series hold more than ``max_values`` values (counting at most
+        ``per_statement`` of each statement): a read's memory is bounded whatever the window
+        holds."""
+        data = {"q": q, "db": self.database, "epoch": "u", "chunked": "true"}
+        data["chunk_size"] = str(CHUNK_SIZE)
+        series: list[dict[str, Any]] = []
+        counts: dict[int, int] = {}
         try:
+            with self._client.stream("POST", "/query", data=data) as response:
+                if response.status_code >= 500 or response.status_code in (401, 403):
+                    response.read()
+                    self._check_status(response)
+                for line in response.iter_lines():
+                    for doc in _documents(line):
+                        if doc.get("error"):
+                            raise _QueryError(doc["error"])
+                        for result in doc.get("results", ()):
+                            if result.get("error"):
+                                raise _QueryError(result["error"])
+                            statement = int(result.get("statement_id", 0))
+                            for s in result.get("series", ()):
+                                series.append(s)
+                                counts[statement] = counts.get(statement, 0) + sum(
+                                    sum(c is not None for c in row[1:])
+                                    for row in s.get("values") or ()
+                                )
+                    capped = (min(n, per_statement or n) for n in counts.values())
+                    if sum(capped) > max_values:
+                        break
+        except httpx.HTTPError as exc:
+            raise self._unavailable(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise self._unavailable(f"an unreadable answer: {exc}") from exc
+        return series
+
+    def _read_query(
+        self, q: str, max_values: int | None = None, per_statement: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Like _query (or _query_capped); a missing database holds nothing."""
+        try:
+            if max_values is not None:
+                return self._query_capped(q, max_values, per_statement)
             return self._query(q)
         except _QueryError as exc:
             if "database not found" in str(exc):
@@ -381,20 +428,35 @@ class InfluxHotStore:
         *,
         measurement: str | None = None,
         fields: Sequence[str] | None = None,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
         rules.check_imei(imei)
         rules.check_selection(measurement, fields)
         if start_us >= end_us or (fields is not None and not fields):
             return []
+        source = self._source(imei, measurement)
+        where = f'"imei"::tag = {literal(imei)} AND {time_range(start_us, end_us)}'
         if fields is None:
-            selection = "*"
+            keys = None
         else:
             keys = [field_key(f, kind) for f in sorted(set(fields)) for kind in rules.KINDS]
-            selection = ", ".join(f"{ident(key)}::field" for key in keys)
-        series = self._read_query(
-            f"SELECT {selection} FROM {self._source(imei, measurement)}"
-            f' WHERE "imei"::tag = {literal(imei)} AND {time_range(start_us, end_us)} GROUP BY *'
-        )
+        if limit is None:
+            selection = "*" if keys is None else ", ".join(f"{ident(k)}::field" for k in keys)
+            statements = [f"SELECT {selection} FROM {source} WHERE {where} GROUP BY *"]
+        else:
+            # LIMIT counts rows per series: one statement per field key makes it values per
+            # field and tag set, and the earliest ``limit`` of the field are among those.
+            if keys is None:
+                keys = sorted(
+                    {key for s in self._read_query(f"SHOW FIELD KEYS FROM {source}")
+                     for key, _type in s.get("values") or ()}
+                )  # fmt: skip
+            per_key = f"FROM {source} WHERE {where} GROUP BY * LIMIT {int(limit)}"
+            statements = [f"SELECT {ident(k)}::field {per_key}" for k in keys]
+        if not statements:
+            return []
+        series = self._read_query("; ".join(statements), max_points, limit)
         points = []
         for s in series:
             name = api_measurement(s["name"])
@@ -411,6 +473,15 @@ class InfluxHotStore:
                         field, kind = column
                         points.append(Point(imei, name, tags, field, time_us, _convert(kind, raw)))
         points.sort(key=rules.sort_key)
+        if limit is not None:  # LIMIT was per tag set: the earliest of the field's
+            taken: dict[tuple[str, str], int] = {}
+            earliest = []
+            for p in points:
+                n = taken.get((p.measurement, p.field), 0)
+                if n < limit:
+                    taken[(p.measurement, p.field)] = n + 1
+                    earliest.append(p)
+            points = earliest
         return points
 
     @staticmethod

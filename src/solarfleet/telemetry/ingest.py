@@ -58,6 +58,16 @@ LATEST_US = to_us(datetime(2200, 1, 1))
 DEFAULT_MEASUREMENT = "telemetry"
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` as ``\\udXXX`` (JSON escapes one may hold; no store
+    can encode it as UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
+
+
 def check_api_name(name: object, what: str) -> str:
     """A measurement, tag key or field name from a request; 400 naming it otherwise."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -90,6 +100,9 @@ def check_tags(raw: Mapping[str, Any], imei: str) -> dict[str, str]:
         if len(value) > MAX_TAG_VALUE:
             raise BadRequest(f"Invalid value of tag {key!r}: longer than {MAX_TAG_VALUE}")
         rules.check_name(value, f"value of tag {key!r}")
+        surrogate = lone_surrogate(value)
+        if surrogate:
+            raise BadRequest(f"Invalid value of tag {key!r}: a lone surrogate {surrogate}")
         tags[key] = value
     return tags
 
@@ -125,6 +138,9 @@ def parse_value(raw: object) -> Value:
             raise ValueError(f"the string is longer than {MAX_STRING} characters")
         if "\x00" in raw:
             raise ValueError("the string contains a NUL character")
+        surrogate = lone_surrogate(raw)
+        if surrogate:
+            raise ValueError(f"the string contains a lone surrogate {surrogate}")
         return raw
     if raw is None:
         raise ValueError("null is not a value")

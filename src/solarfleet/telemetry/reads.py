@@ -1,9 +1,11 @@
 """Reads of a unit's readings: both tiers stitched, then filtered, downsampled and shaped.
 
-``read_points`` is the stitch: the union of what the archive reader and the hot store return
-for the same window, de-duplicated by a reading's identity with the hot store winning (it holds
-the newest write of a reading: a late overwrite lands there, and the hot store drops only what
-the archive holds). No gap (the union), no duplicate (the identity).
+``read_points`` is the stitch: the union of what the hot store and then the archive reader
+return for the same window, de-duplicated by a reading's identity with the hot store winning (it
+holds the newest write of a reading: a late overwrite lands there, and the hot store drops only
+what the archive holds). No gap (the union, read in that order: see ``read_points``), no
+duplicate (the identity). A read takes at most SOLARFLEET_TELEMETRY_MAX_POINTS readings from
+the stores; a window holding more is a 400 saying how to narrow it.
 
 Then, in this order: the tag filter, ``where`` (on rows: the fields of one tag set at one time),
 the field selection, downsampling (buckets aligned to the epoch as InfluxQL's ``GROUP BY
@@ -21,7 +23,9 @@ earliest first). Parameters:
   min, count, first, last): an interval alone means mean; a function alone aggregates the whole
   window into one value at ``start``. mean/sum/max/min use the numeric values only (a bucket
   without any is left out); count, first and last take every kind;
-* ``limit``: 1 to 100000 values per field (the default and the most a read answers).
+* ``limit``: 1 to 100000 values per field (the default and the most a read answers). Without
+  ``where``, ``tags`` and ``ds_*``, each store returns only the earliest ``limit`` readings of
+  each field, so a small limit over a window of any size stays cheap.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from solarfleet.auth.principal import Principal
 from solarfleet.errors import BadRequest
 from solarfleet.fleet.service import get_unit
 from solarfleet.telemetry import ingest, rules
-from solarfleet.telemetry.hot import HotStore
+from solarfleet.telemetry.hot import HotStore, TooManyReadings
 from solarfleet.telemetry.points import US_PER_DAY, Point, Tags, Value, from_us, to_us
 from solarfleet.telemetry.store import ArchiveReader
 from solarfleet.telemetry.where import Where, parse_where, row_lookup
@@ -64,15 +68,42 @@ def read_points(
     *,
     measurement: str | None = None,
     fields: Sequence[str] | None = None,
+    limit: int | None = None,
+    max_points: int | None = None,
 ) -> list[Point]:
-    """Archive ∪ hot store in ``[start_us, end_us)``, one point per identity (hot wins),
-    ordered by time, measurement, tags and field."""
+    """Hot store ∪ archive in ``[start_us, end_us)``, one point per identity (hot wins),
+    ordered by time, measurement, tags and field.
+
+    ``limit``: only the earliest ``limit`` readings of each (measurement, field) are needed
+    (each tier is asked for its own earliest ones: the union's earliest are among them).
+    ``max_points``: a window holding more readings than this is a 400 (``TooManyReadings``);
+    each tier stops reading one past it, so a read's memory is bounded whatever the window.
+
+    The hot store is read FIRST. A migration pass may run meanwhile: it commits readings to the
+    archive and only then drops them from the hot store, and the archive never loses a
+    reading. So a reading the hot store no longer holds when it is read is already in the
+    archive when the archive is read after it: no gap. (Archive first, a pass could archive and
+    drop a day between the two reads, and the read would miss it.) Last write wins: the hot
+    store holds the newest write of every reading it has (the archive gets its values from
+    there), so its value wins; a reading it lacks comes with the archive's value, which is the
+    newest one unless written after the hot store was read.
+    """
+    found = hot.read(
+        imei, start_us, end_us, measurement=measurement, fields=fields, limit=limit,
+        max_points=max_points,
+    )  # fmt: skip
+    if max_points is not None and len(found) > max_points:
+        raise TooManyReadings(max_points)
     merged: dict[tuple[str, str, Tags, str, int], Point] = {}
     if archive_reader is not None:
-        for point in archive_reader(imei, start_us, end_us, measurement, fields):
+        for point in archive_reader(
+            imei, start_us, end_us, measurement, fields, limit=limit, max_points=max_points
+        ):
             merged[point.key] = point
-    for point in hot.read(imei, start_us, end_us, measurement=measurement, fields=fields):
+    for point in found:
         merged[point.key] = point
+    if max_points is not None and len(merged) > max_points:
+        raise TooManyReadings(max_points)
     return sorted(merged.values(), key=rules.sort_key)
 
 
@@ -87,6 +118,15 @@ class DataQuery:
     limit: int = MAX_LIMIT
     interval_us: int | None = None
     function: str | None = None
+    limit_given: bool = False  # an explicit limit: the stores may be asked for it
+
+    @property
+    def store_limit(self) -> int | None:
+        """The limit the stores can apply themselves: per field, earliest first, when nothing
+        filters or aggregates the readings after them (one more than ``limit``: a field cut at
+        the limit is said so in the answer)."""
+        plain = self.where is None and not self.tags and self.function is None
+        return self.limit + 1 if plain and self.limit_given else None
 
     @property
     def store_fields(self) -> list[str] | None:
@@ -114,9 +154,33 @@ def parse_fields(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _nesting(text: str) -> int:
+    """How deep JSON ``text`` nests arrays and objects (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_tags(raw: str, imei: str) -> dict[str, str]:
     text = raw.strip()
     if text.startswith("{"):
+        if _nesting(text) > 1:  # the JSON decoder would recurse as deep as it is nested
+            raise BadRequest("Invalid tags: nested deeper than 1 level (a flat object of strings)")
         try:
             given: Any = json.loads(text)
         except ValueError:
@@ -188,6 +252,7 @@ def parse_query(
         tags={} if tags is None else parse_tags(tags, imei),
         where=parse_where(where),
         limit=MAX_LIMIT if limit is None else parse_limit(limit),
+        limit_given=limit is not None,
         interval_us=interval,
         function=function,
     )
@@ -274,8 +339,10 @@ def read_data(
     archive_reader: ArchiveReader | None,
     imei: str,
     query: DataQuery,
+    max_points: int | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """A unit's readings as the API answers them (scope-checked: 404 outside the scope)."""
+    """A unit's readings as the API answers them (scope-checked: 404 outside the scope); a
+    window holding more than ``max_points`` readings is a 400."""
     get_unit(session=session, principal=principal, imei=imei)
     points = read_points(
         hot,
@@ -285,5 +352,7 @@ def read_data(
         query.end_us,
         measurement=query.measurement,
         fields=query.store_fields,
+        limit=query.store_limit,
+        max_points=max_points,
     )
     return shape(imei, points, query)

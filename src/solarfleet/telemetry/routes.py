@@ -121,6 +121,7 @@ def read_readings(
     imei: str,
     principal: Reader,
     session: SessionDep,
+    settings: SettingsDep,
     hot: HotStoreDep,
     archive_reader: ArchiveReaderDep,
     start: Annotated[
@@ -145,7 +146,7 @@ def read_readings(
     )  # fmt: skip
     data, truncated = reads.read_data(
         session=session, principal=principal, hot=hot, archive_reader=archive_reader,
-        imei=key, query=query,
+        imei=key, query=query, max_points=settings.telemetry_max_points,
     )  # fmt: skip
     cut = f" (cut at {query.limit} values per field)" if truncated else ""
     return success(f"Readings of #{key} returned successfully{cut}", data)

@@ -4,8 +4,8 @@ routes."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
@@ -15,8 +15,21 @@ from solarfleet.telemetry.hot import HotStore
 from solarfleet.telemetry.influx import InfluxHotStore
 from solarfleet.telemetry.points import Point
 
-# (imei, start_us, end_us, measurement, fields) -> the archived readings in [start_us, end_us)
-ArchiveReader = Callable[[str, int, int, str | None, Sequence[str] | None], list[Point]]
+
+class ArchiveReader(Protocol):
+    """The archived readings in ``[start_us, end_us)`` (see ``Archive.read``)."""
+
+    def __call__(
+        self,
+        imei: str,
+        start_us: int,
+        end_us: int,
+        measurement: str | None,
+        fields: Sequence[str] | None,
+        *,
+        limit: int | None = None,
+        max_points: int | None = None,
+    ) -> list[Point]: ...
 
 
 def make_hot_store(settings: Settings) -> HotStore:
@@ -38,13 +51,22 @@ def make_archive_reader(settings: Settings) -> ArchiveReader:
     lock = threading.Lock()
 
     def read(
-        imei: str, start_us: int, end_us: int, measurement: str | None, fields: Sequence[str] | None
+        imei: str,
+        start_us: int,
+        end_us: int,
+        measurement: str | None,
+        fields: Sequence[str] | None,
+        *,
+        limit: int | None = None,
+        max_points: int | None = None,
     ) -> list[Point]:
         nonlocal archive
         with lock:
             if archive is None:
                 archive = Archive.from_settings(settings)
-        return archive.read(imei, start_us, end_us, measurement, fields)
+        return archive.read(
+            imei, start_us, end_us, measurement, fields, limit=limit, max_points=max_points
+        )
 
     return read
 
