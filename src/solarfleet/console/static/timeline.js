@@ -1,0 +1,126 @@
+// The parameter timeline: one lane per parameter type (the unit's, then each part's), a bar per
+// interval a value was in force labelled with the value, pending values from the moment they
+// were set, expired ones as crosses. Drawn with plotly; the API's rows are drawn as they are.
+
+import { CONFIG, clickedTime, iso, ms, plotly } from "./charts.js";
+
+const COLORS = { active: "#12b76a", removed: "#7a9cc6", pending: "#f79009", expired: "#98a2b3" };
+
+// Lanes in order: [{key, label, rows}] from /parameters/history's data.
+export function lanes(history, typeNames, partLabels) {
+  const out = [];
+  const byType = (rows) => {
+    const groups = new Map();
+    for (const row of rows) {
+      if (!groups.has(row.parameter_type_id)) groups.set(row.parameter_type_id, []);
+      groups.get(row.parameter_type_id).push(row);
+    }
+    const name = (id) => typeNames.get(id) ?? `type ${id}`;
+    return [...groups.entries()].sort((a, b) => name(a[0]).localeCompare(name(b[0])));
+  };
+  for (const [typeId, rows] of byType(history.product_parameters)) {
+    out.push({ key: `unit:${typeId}`, label: laneLabel(null, typeId, typeNames, partLabels), rows });
+  }
+  const partIds = Object.keys(history.part_parameters).sort((a, b) => Number(a) - Number(b));
+  for (const partId of partIds) {
+    for (const [typeId, rows] of byType(history.part_parameters[partId])) {
+      out.push({ key: `part:${partId}:${typeId}`, label: laneLabel(partId, typeId, typeNames, partLabels), rows });
+    }
+  }
+  return out;
+}
+
+export function laneLabel(partId, typeId, typeNames, partLabels) {
+  const type = typeNames.get(Number(typeId)) ?? `type ${typeId}`;
+  return partId === null || partId === undefined ? type : `${partLabels.get(String(partId)) ?? `part ${partId}`} · ${type}`;
+}
+
+function traces(laneList, now) {
+  const inForce = { x: [], base: [], y: [], text: [], hover: [], color: [] };
+  const pending = { x: [], base: [], y: [], text: [], hover: [] };
+  const expired = { x: [], y: [], text: [], hover: [] };
+  for (const lane of laneList) {
+    for (const row of lane.rows) {
+      if ((row.status === "active" || row.status === "removed") && row.date_added) {
+        const end = row.date_removed ? ms(row.date_removed) : now;
+        inForce.base.push(row.date_added);
+        inForce.x.push(Math.max(end - ms(row.date_added), 1));
+        inForce.y.push(lane.label);
+        inForce.text.push(row.value);
+        inForce.color.push(COLORS[row.date_removed ? "removed" : "active"]);
+        inForce.hover.push(`${lane.label}<br><b>${row.value}</b> in force<br>from ${row.date_added}<br>to ${row.date_removed ?? "now"}`);
+      } else if (row.status === "pending") {
+        pending.base.push(row.created_at);
+        pending.x.push(Math.max(now - ms(row.created_at), 1));
+        pending.y.push(lane.label);
+        pending.text.push(`pending ${row.value}`);
+        pending.hover.push(`${lane.label}<br><b>${row.value}</b> pending<br>set ${row.created_at} by ${row.created_by ?? "?"}`);
+      } else if (row.status === "expired") {
+        expired.x.push(row.date_removed ?? row.created_at);
+        expired.y.push(lane.label);
+        expired.text.push(row.value);
+        expired.hover.push(`${lane.label}<br><b>${row.value}</b> expired (never on the unit)<br>set ${row.created_at}<br>superseded ${row.date_removed ?? "?"}`);
+      }
+    }
+  }
+  const bar = (t, name, color, extra) => ({
+    type: "bar", orientation: "h", name, x: t.x, base: t.base, y: t.y, text: t.text,
+    hovertext: t.hover, hoverinfo: "text", textposition: "inside", insidetextanchor: "middle",
+    marker: { color, line: { color: "#fff", width: 1 }, ...extra }, width: 0.6,
+  });
+  return [
+    bar(inForce, "in force", inForce.color),
+    bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.3 } }),
+    { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 11, color: COLORS.expired, line: { width: 2, color: "#667085" } } },
+  ];
+}
+
+function cursorShapes(cursor) {
+  const line = (at, color, dash) => ({ type: "line", xref: "x", yref: "paper", x0: at, x1: at, y0: 0, y1: 1, line: { color, width: 2, dash } });
+  const shapes = [];
+  if (cursor.at) shapes.push(line(cursor.at, "#d92d20", "solid"));
+  if (cursor.from) shapes.push(line(cursor.from, "#6941c6", "dash"));
+  if (cursor.to) shapes.push(line(cursor.to, "#6941c6", "dash"));
+  return shapes;
+}
+
+// Draw into `el`; `onPick(isoInstant)` when the user clicks a moment on the chart.
+export async function draw(el, laneList, cursor, onPick) {
+  const Plotly = await plotly();
+  const now = Date.now();
+  const times = laneList.flatMap((l) => l.rows.flatMap((r) => [r.created_at, r.date_added, r.date_removed].filter(Boolean).map(ms)));
+  const first = times.length ? Math.min(...times) : now - 86400000;
+  const pad = Math.max((now - first) * 0.03, 60000);
+  const labels = laneList.map((l) => l.label);
+  const layout = {
+    height: Math.max(160, 70 + 34 * labels.length),
+    margin: { l: 10, r: 10, t: 10, b: 40 },
+    barmode: "overlay",
+    showlegend: false,
+    uniformtext: { minsize: 9, mode: "hide" },
+    xaxis: { type: "date", range: [iso(first - pad), iso(now + pad)], gridcolor: "#eef0f3" },
+    yaxis: { type: "category", categoryorder: "array", categoryarray: labels, autorange: "reversed", automargin: true, tickfont: { size: 11 } },
+    shapes: cursorShapes(cursor),
+    hoverlabel: { align: "left" },
+    dragmode: "zoom",
+  };
+  await Plotly.react(el, traces(laneList, now), layout, { ...CONFIG, responsive: true });
+  if (!el.dataset.listening) {
+    el.dataset.listening = "1";
+    let down = null;
+    el.addEventListener("mousedown", (event) => { down = [event.clientX, event.clientY]; });
+    el.addEventListener("click", (event) => {
+      // A drag (zoom) ends in a click too: only a click that did not move picks an instant.
+      if (down && Math.hypot(event.clientX - down[0], event.clientY - down[1]) > 4) return;
+      const t = clickedTime(el, event);
+      if (t !== null && el.pick) el.pick(iso(t));
+    });
+  }
+  el.pick = onPick;
+  el.dataset.drawn = String(Date.now());
+}
+
+export async function moveCursor(el, cursor) {
+  const Plotly = await plotly();
+  await Plotly.relayout(el, { shapes: cursorShapes(cursor) });
+}
