@@ -55,6 +55,8 @@ export function telemetry(imei) {
     drawChecks();
     const points = names.reduce((n, k) => n + data[k].length, 0);
     note.textContent = names.length ? `${points} points · ds_interval=${interval} (mean) · ${iso(startMs).slice(0, 16)} → ${iso(endMs).slice(0, 16)} UTC · drag to zoom, double-click to reset` : "No readings in this window.";
+    chart.hidden = !names.length;
+    if (!names.length) return;
     const Plotly = await plotly();
     const traces = names.filter((n) => shown.has(n)).map((n) => ({ type: "scatter", mode: "lines", name: n, x: data[n].map((p) => p[1]), y: data[n].map((p) => p[0]) }));
     await Plotly.react(chart, traces, {

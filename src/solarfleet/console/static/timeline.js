@@ -68,10 +68,12 @@ function traces(laneList, now) {
     hovertext: t.hover, hoverinfo: "text", textposition: "inside", insidetextanchor: "middle",
     marker: { color, line: { color: "#fff", width: 1 }, ...extra }, width: 0.6,
   });
+  // In-force bars fill the upper part of a lane, pending ones a thinner strip below them, so a
+  // value waiting for the unit never hides the one still in force.
   return [
-    bar(inForce, "in force", inForce.color),
-    bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.3 } }),
-    { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 11, color: COLORS.expired, line: { width: 2, color: "#667085" } } },
+    { ...bar(inForce, "in force", inForce.color), width: 0.55, offset: -0.4 },
+    { ...bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.4 } }), width: 0.28, offset: 0.17, textposition: "outside", cliponaxis: false, textfont: { color: "#b54708", size: 11 } },
+    { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 12, color: "#b42318", line: { width: 2, color: "#b42318" } } },
   ];
 }
 
@@ -90,15 +92,15 @@ export async function draw(el, laneList, cursor, onPick) {
   const now = Date.now();
   const times = laneList.flatMap((l) => l.rows.flatMap((r) => [r.created_at, r.date_added, r.date_removed].filter(Boolean).map(ms)));
   const first = times.length ? Math.min(...times) : now - 86400000;
-  const pad = Math.max((now - first) * 0.03, 60000);
+  const pad = Math.max((now - first) * 0.03, 60000); // and 4 pads on the right, for labels
   const labels = laneList.map((l) => l.label);
   const layout = {
     height: Math.max(160, 70 + 34 * labels.length),
-    margin: { l: 10, r: 10, t: 10, b: 40 },
+    margin: { l: 10, r: el.clientWidth < 600 ? 70 : 10, t: 10, b: 40 },
     barmode: "overlay",
     showlegend: false,
     uniformtext: { minsize: 9, mode: "hide" },
-    xaxis: { type: "date", range: [iso(first - pad), iso(now + pad)], gridcolor: "#eef0f3" },
+    xaxis: { type: "date", range: [iso(first - pad), iso(now + 4 * pad)], gridcolor: "#eef0f3" },
     yaxis: { type: "category", categoryorder: "array", categoryarray: labels, autorange: "reversed", automargin: true, tickfont: { size: 11 } },
     shapes: cursorShapes(cursor),
     hoverlabel: { align: "left" },
