@@ -64,7 +64,7 @@ export function telemetry(imei) {
       xaxis: { type: "date", range: [iso(startMs), iso(endMs)] }, yaxis: { automargin: true },
     }, CONFIG);
     chart.dataset.drawn = String(Date.now());
-    chart.dataset.interval = interval;
+    Object.assign(chart.dataset, { interval, start: iso(startMs), end: iso(endMs) });
   };
 
   function drawChecks() {
