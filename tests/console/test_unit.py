@@ -61,15 +61,18 @@ def unit(factory: Factory) -> dict[str, Any]:
 
 BARS = """el => [...el.querySelectorAll('.barlayer .trace')].map(t =>
     [...t.querySelectorAll('.point')].map(p => p.querySelector('text')?.textContent ?? ''))"""
+LABELS = "el => [...el.querySelectorAll('.scatterlayer .textpoint text')].map(t => t.textContent)"
 
 
 EXPIRED = "el => el.querySelectorAll('.scatterlayer .trace .point').length"
 
 
-def _bars(page: Any) -> list[list[str]]:
-    """The labels of the in-force bars, then of the pending bars."""
+def _bars(page: Any) -> tuple[list[str], list[str]]:
+    """The bars in force (drawn in traces of at most 400), and the pending bars (the last bar
+    trace): the label each bar carries itself."""
     page.wait_for_selector("#timeline[data-drawn]")
-    return page.eval_on_selector("#timeline", BARS)
+    *in_force, pending = page.eval_on_selector("#timeline", BARS)
+    return [label for trace in in_force for label in trace], pending
 
 
 def _expired(page: Any) -> int:
@@ -93,7 +96,9 @@ def test_the_timeline_has_one_bar_per_row_in_force_with_its_value(
     in_force = sorted(r["value"] for r in rows if r["status"] in ("active", "removed"))
     sign_in(page, username, f"#/unit/{unit['imei']}")
     in_force_bars, pending_bars = _bars(page)
-    assert sorted(in_force_bars) == in_force == ["100", "200", "300", "7", "daily"]
+    assert len(in_force_bars) == len(in_force) == 5
+    labels = page.eval_on_selector("#timeline", LABELS)  # the values written on those bars
+    assert sorted(labels) == in_force == ["100", "200", "300", "7", "daily"]
     assert pending_bars == ["pending 400"]
     assert _expired(page) == 1
     lanes = page.eval_on_selector_all(  # top to bottom, as a person reads them

@@ -35,46 +35,80 @@ export function laneLabel(partId, typeId, typeNames, partLabels) {
   return partId === null || partId === undefined ? type : `${partLabels.get(String(partId)) ?? `part ${partId}`} · ${type}`;
 }
 
+// Labels are a text trace of their own, one per bar wide enough to hold its value (about 7 px a
+// character) within the visible range: plotly lays out per-bar text in time quadratic in the
+// bars of a trace, and thousands of labels too narrow to read would cost the browser seconds.
+// Recomputed when the user zooms.
+const LABEL_DY = -0.125; // the middle of an in-force bar (offset -0.4, width 0.55)
+const CHUNK = 400;
+
+function labels(bars, lo, hi, msPerPx) {
+  const out = { x: [], y: [], text: [] };
+  for (let i = 0; i < bars.values.length; i++) {
+    const start = bars.start[i];
+    const end = start + bars.x[i];
+    if (end < lo || start > hi) continue;
+    const visible = Math.min(end, hi) - Math.max(start, lo);
+    if (visible / msPerPx < 7 * String(bars.values[i]).length + 10) continue;
+    out.x.push(iso((Math.max(start, lo) + Math.min(end, hi)) / 2));
+    out.y.push(bars.y[i] + LABEL_DY);
+    out.text.push(bars.values[i]);
+  }
+  return out;
+}
+
 function traces(laneList, now) {
-  const inForce = { x: [], base: [], y: [], text: [], hover: [], color: [] };
+  const inForce = { x: [], base: [], start: [], y: [], values: [], hover: [], color: [] };
   const pending = { x: [], base: [], y: [], text: [], hover: [] };
   const expired = { x: [], y: [], text: [], hover: [] };
-  for (const lane of laneList) {
+  laneList.forEach((lane, index) => {
     for (const row of lane.rows) {
       if ((row.status === "active" || row.status === "removed") && row.date_added) {
+        const start = ms(row.date_added);
         const end = row.date_removed ? ms(row.date_removed) : now;
         inForce.base.push(row.date_added);
-        inForce.x.push(Math.max(end - ms(row.date_added), 1));
-        inForce.y.push(lane.label);
-        inForce.text.push(row.value);
+        inForce.start.push(start);
+        inForce.x.push(Math.max(end - start, 1));
+        inForce.y.push(index);
+        inForce.values.push(row.value);
         inForce.color.push(COLORS[row.date_removed ? "removed" : "active"]);
         inForce.hover.push(`${lane.label}<br><b>${row.value}</b> in force<br>from ${row.date_added}<br>to ${row.date_removed ?? "now"}`);
       } else if (row.status === "pending") {
         pending.base.push(row.created_at);
         pending.x.push(Math.max(now - ms(row.created_at), 1));
-        pending.y.push(lane.label);
+        pending.y.push(index);
         pending.text.push(`pending ${row.value}`);
         pending.hover.push(`${lane.label}<br><b>${row.value}</b> pending<br>set ${row.created_at} by ${row.created_by ?? "?"}`);
       } else if (row.status === "expired") {
         expired.x.push(row.date_removed ?? row.created_at);
-        expired.y.push(lane.label);
+        expired.y.push(index + LABEL_DY);
         expired.text.push(row.value);
         expired.hover.push(`${lane.label}<br><b>${row.value}</b> expired (never on the unit)<br>set ${row.created_at}<br>superseded ${row.date_removed ?? "?"}`);
       }
     }
-  }
+  });
   const bar = (t, name, color, extra) => ({
-    type: "bar", orientation: "h", name, x: t.x, base: t.base, y: t.y, text: t.text,
-    hovertext: t.hover, hoverinfo: "text", textposition: "inside", insidetextanchor: "middle",
-    marker: { color, line: { color: "#fff", width: 1 }, ...extra }, width: 0.6,
+    type: "bar", orientation: "h", name, x: t.x, base: t.base, y: t.y,
+    hovertext: t.hover, hoverinfo: "text",
+    marker: { color, line: { color: "#fff", width: 1 }, ...extra },
   });
   // In-force bars fill the upper part of a lane, pending ones a thinner strip below them, so a
   // value waiting for the unit never hides the one still in force.
-  return [
-    { ...bar(inForce, "in force", inForce.color), width: 0.55, offset: -0.4 },
-    { ...bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.4 } }), width: 0.28, offset: 0.17, textposition: "outside", cliponaxis: false, textfont: { color: "#b54708", size: 11 } },
-    { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 12, color: "#b42318", line: { width: 2, color: "#b42318" } } },
-  ];
+  // plotly's bar drawing costs time quadratic in the bars of one trace: chunks of CHUNK bars.
+  const chunks = [];
+  for (let i = 0; i < inForce.x.length; i += CHUNK) {
+    const part = Object.fromEntries(Object.entries(inForce).map(([k, v]) => [k, v.slice(i, i + CHUNK)]));
+    chunks.push({ ...bar(part, "in force", part.color), width: 0.55, offset: -0.4 });
+  }
+  return {
+    bars: inForce,
+    data: [
+      ...chunks,
+      { ...bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.4 } }), width: 0.28, offset: 0.17, text: pending.text, textposition: "outside", cliponaxis: false, textfont: { color: "#b54708", size: 11 } },
+      { type: "scatter", mode: "text", name: "values", x: [], y: [], text: [], hoverinfo: "skip", textfont: { size: 11, color: "#1d2430" } },
+      { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 12, color: "#b42318", line: { width: 2, color: "#b42318" } } },
+    ],
+  };
 }
 
 function cursorShapes(cursor) {
@@ -92,23 +126,37 @@ export async function draw(el, laneList, cursor, onPick) {
   const now = Date.now();
   const times = laneList.flatMap((l) => l.rows.flatMap((r) => [r.created_at, r.date_added, r.date_removed].filter(Boolean).map(ms)));
   const first = times.length ? Math.min(...times) : now - 86400000;
-  const pad = Math.max((now - first) * 0.03, 60000); // and 4 pads on the right, for labels
-  const labels = laneList.map((l) => l.label);
+  const pad = Math.max((now - first) * 0.03, 60000);
+  const names = laneList.map((l) => l.label);
+  const lo = first - pad;
+  const hi = now + 4 * pad; // room on the right for the pending labels
   const layout = {
-    height: Math.max(160, 70 + 34 * labels.length),
+    height: Math.max(160, 70 + 34 * names.length),
     margin: { l: 10, r: el.clientWidth < 600 ? 70 : 10, t: 10, b: 40 },
     barmode: "overlay",
     showlegend: false,
-    uniformtext: { minsize: 9, mode: "hide" },
-    xaxis: { type: "date", range: [iso(first - pad), iso(now + 4 * pad)], gridcolor: "#eef0f3" },
-    yaxis: { type: "category", categoryorder: "array", categoryarray: labels, autorange: "reversed", automargin: true, tickfont: { size: 11 } },
+    xaxis: { type: "date", range: [iso(lo), iso(hi)], gridcolor: "#eef0f3" },
+    yaxis: { tickvals: names.map((_, i) => i), ticktext: names, range: [names.length - 0.5, -0.5], automargin: true, tickfont: { size: 11 }, zeroline: false, showgrid: false, fixedrange: true },
     shapes: cursorShapes(cursor),
     hoverlabel: { align: "left" },
     dragmode: "zoom",
   };
-  await Plotly.react(el, traces(laneList, now), layout, { ...CONFIG, responsive: true });
+  const { bars, data } = traces(laneList, now);
+  const plotWidth = Math.max(el.clientWidth - 200, 100); // less the lane names, about
+  const labelTrace = data.length - 2;
+  Object.assign(data[labelTrace], labels(bars, lo, hi, (hi - lo) / plotWidth));
+  await Plotly.react(el, data, layout, { ...CONFIG, responsive: true });
+  el.bars = bars;
+  el.labelTrace = labelTrace;
   if (!el.dataset.listening) {
     el.dataset.listening = "1";
+    el.on("plotly_relayout", (change) => {
+      if (change["xaxis.range[0]"] === undefined && !change["xaxis.autorange"]) return;
+      const xa = el._fullLayout.xaxis;
+      const [a, b] = xa.range.map((t) => ms(String(t).replace(" ", "T")));
+      const next = labels(el.bars, a, b, (b - a) / xa._length);
+      Plotly.restyle(el, { x: [next.x], y: [next.y], text: [next.text] }, [el.labelTrace]);
+    });
     let down = null;
     el.addEventListener("mousedown", (event) => { down = [event.clientX, event.clientY]; });
     el.addEventListener("click", (event) => {
