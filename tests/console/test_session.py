@@ -47,6 +47,7 @@ def test_a_token_that_ends_sends_the_user_to_sign_in_and_back_to_the_page(
     page.goto(f"/console/#/unit/{unit.product_imei}")
     page.wait_for_selector("input[name=username]")
     assert "next=" in page.url and quote(f"#/unit/{unit.product_imei}", safe="") in page.url
+    assert "Your session ended" in page.inner_text("main")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", "correct horse battery")
     page.click("form button[type=submit]")

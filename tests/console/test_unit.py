@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from solarfleet.fleet.models import PartProductLinker
-from tests.console.conftest import Shoot, sign_in
+from tests.console.conftest import SCREENSHOTS, Shoot, sign_in
 from tests.factories import Factory
 
 D = datetime.fromisoformat
@@ -146,6 +146,8 @@ def test_the_as_of_panel_and_the_diff_are_the_apis_answers(
         ["PT-LAMP-1 · lamp_level", "added", "–", added["value"]],
     ]
     assert (changed["from"]["value"], changed["to"]["value"]) == ("100", "300")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the README's picture (docs/console.png)
+    page.locator("#timeline-card").screenshot(path=str(SCREENSHOTS / "unit-timeline.png"))
 
     # Moving the cursor with the form asks the API again and keeps the instant in the URL.
     page.get_by_label("As of (UTC)").fill("2026-01-15T00:00:00")

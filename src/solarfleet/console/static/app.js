@@ -28,9 +28,11 @@ export function replaceState(name, arg, params) {
   history.replaceState(null, "", hashFor(name, arg, params));
 }
 
-function toSignIn() {
+function toSignIn(expired = false) {
   const here = location.hash && !location.hash.startsWith("#/login") ? location.hash : "#/fleet";
-  location.hash = hashFor("login", "", new URLSearchParams({ next: here }));
+  const params = new URLSearchParams({ next: here });
+  if (expired) params.set("expired", "1");
+  location.hash = hashFor("login", "", params);
 }
 
 let rendering = 0;
@@ -62,7 +64,7 @@ function showUser(s) {
   document.getElementById("who-name").textContent = s ? `${s.user.username} · ${s.user.permissions} · ${s.user.user_product_visibility}` : "";
 }
 
-api.whenExpired(toSignIn);
+api.whenExpired(() => toSignIn(true));
 document.getElementById("sign-out").addEventListener("click", async () => {
   try {
     await api.signOut();

@@ -11,7 +11,7 @@ export async function render(main, { params }) {
     "form",
     { class: "card narrow", "aria-labelledby": "sign-in-title" },
     h("h1", { id: "sign-in-title" }, "Sign in"),
-    params.get("next") ? h("p", { class: "muted" }, "Your session ended; sign in to go back to where you were.") : null,
+    params.get("expired") ? h("p", { class: "muted" }, "Your session ended; sign in to go back to where you were.") : null,
     field("Username", username),
     field("Password", password),
     h("button", { type: "submit" }, "Sign in"),

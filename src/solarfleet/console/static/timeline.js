@@ -104,7 +104,7 @@ function traces(laneList, now) {
     bars: inForce,
     data: [
       ...chunks,
-      { ...bar(pending, "pending", COLORS.pending, { pattern: { shape: "/", fgcolor: "#fff", solidity: 0.4 } }), width: 0.28, offset: 0.17, text: pending.text, textposition: "outside", cliponaxis: false, textfont: { color: "#b54708", size: 11 } },
+      { ...bar(pending, "pending", COLORS.pending, { opacity: 0.8 }), width: 0.28, offset: 0.17, text: pending.text, textposition: "outside", cliponaxis: false, textfont: { color: "#b54708", size: 11 } },
       { type: "scatter", mode: "text", name: "values", x: [], y: [], text: [], hoverinfo: "skip", textfont: { size: 11, color: "#1d2430" } },
       { type: "scatter", mode: "markers", name: "expired", x: expired.x, y: expired.y, text: expired.text, hovertext: expired.hover, hoverinfo: "text", marker: { symbol: "x-thin-open", size: 12, color: "#b42318", line: { width: 2, color: "#b42318" } } },
     ],

@@ -98,7 +98,7 @@ async function timelineSection(card, ctx) {
     field("From (UTC)", from), field("To (UTC)", to), h("button", { type: "submit" }, "Compare"));
   clear(card,
     h("h2", { id: "timeline-title" }, "Parameter timeline"),
-    h("p", { class: "muted small" }, `${rows} rows in ${laneList.length} lanes. Bars: values in force (green: now, blue: replaced); hatched orange: pending since set; ×: expired before the unit took it.`),
+    h("p", { class: "muted small" }, `${rows} rows in ${laneList.length} lanes. Bars: values in force (green: now, blue: replaced); orange strip: pending since set; ×: expired before the unit took it.`),
     chart, h("div", { class: "grid controls" }, atForm, diffForm), asOf, diff);
 
   const sync = () => {
