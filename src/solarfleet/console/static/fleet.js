@@ -118,6 +118,7 @@ export async function render(main, { params }) {
     pager(page, state, q),
     exporter(q, page.num_results),
     requestBox(requestParams));
+  document.getElementById("units").dataset.shown = performance.now().toFixed(1); // ms since navigation
 }
 
 function pager(page, state, q) {

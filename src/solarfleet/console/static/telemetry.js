@@ -63,7 +63,7 @@ export function telemetry(imei) {
       height: 320, margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h", y: -0.2 },
       xaxis: { type: "date", range: [iso(startMs), iso(endMs)] }, yaxis: { automargin: true },
     }, CONFIG);
-    chart.dataset.drawn = String(Date.now());
+    chart.dataset.drawn = performance.now().toFixed(1);
     Object.assign(chart.dataset, { interval, start: iso(startMs), end: iso(endMs) });
   };
 

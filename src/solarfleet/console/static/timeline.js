@@ -167,7 +167,7 @@ export async function draw(el, laneList, cursor, onPick) {
     });
   }
   el.pick = onPick;
-  el.dataset.drawn = String(Date.now());
+  el.dataset.drawn = performance.now().toFixed(1); // ms since navigation
 }
 
 export async function moveCursor(el, cursor) {
