@@ -92,6 +92,11 @@ def test_an_entity_users_console_never_shows_another_entitys_unit(
     assert sorted(shown) == sorted(u.product_imei for u in mine)
     assert page.inner_text("#num-results") == "3"
 
+    # Its own unit: the entity history names the entity.
+    page.goto(f"/console/#/unit/{mine[0].product_imei}")
+    page.wait_for_selector("#unit-fields")
+    assert f"Ours ({ours.entity_id})" in page.inner_text("main")
+
     # A hand-edited URL: the other entity's unit by IMEI, and a filter naming it.
     page.goto(f"/console/#/unit/{other.product_imei}")
     page.wait_for_selector(".message.error")

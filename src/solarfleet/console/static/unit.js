@@ -36,7 +36,12 @@ export async function render(main, { arg: imei, params }) {
   const ctx = { imei, unit, parts: parts.data, typeById, typeNames, partLabels, productType, params };
 
   main.append(h("p", { class: "muted" }, `${unit.serial_number ?? ""} · ${productType ? productType.name : `type ${unit.product_type_id}`}`));
-  main.append(h("div", { class: "grid" }, fieldsCard(unit, productType), entityCard(entityLinks.objects), partsCard(parts.data, partLinks.objects)));
+  const entityIds = [...new Set(entityLinks.objects.map((l) => l.entity_id))];
+  const entities = entityIds.length
+    ? await api.list("entities", { q: { filters: [{ name: "entity_id", op: "in", val: entityIds }] }, perPage: 1000 }).catch(() => ({ objects: [] }))
+    : { objects: [] };
+  const entityNames = new Map(entities.objects.map((e) => [e.entity_id, e.name]));
+  main.append(h("div", { class: "grid" }, fieldsCard(unit, productType), entityCard(entityLinks.objects, entityNames), partsCard(parts.data, partLinks.objects)));
   const timelineCard = h("section", { class: "card", id: "timeline-card", "aria-labelledby": "timeline-title" });
   main.append(timelineCard);
   await timelineSection(timelineCard, ctx);
@@ -51,11 +56,11 @@ function fieldsCard(unit, productType) {
     h("dl", { class: "fields", id: "unit-fields" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, k === "product_type_id" && productType ? `${v} (${productType.name})` : v === null ? "–" : String(v))])));
 }
 
-function entityCard(links) {
+function entityCard(links, names) {
   return h("section", { class: "card", "aria-labelledby": "entities-title" },
     h("h2", { id: "entities-title" }, "Entity history"),
     table([
-      { label: "Entity", cell: (l) => String(l.entity_id) },
+      { label: "Entity", cell: (l) => (names.has(l.entity_id) ? `${names.get(l.entity_id)} (${l.entity_id})` : String(l.entity_id)) },
       { label: "Added", cell: (l) => shortTime(l.date_added) },
       { label: "Removed", cell: (l) => (l.date_removed ? shortTime(l.date_removed) : "current") },
     ], links));
