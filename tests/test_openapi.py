@@ -33,6 +33,7 @@ ACTIONS = {
     "/v1/rc_data": {"get", "post"},
     "/v1/products/{imei}/data": {"get", "post"},
     "/v1/rm_data": {"post"},
+    "/v1/migration/backlog": {"get"},
 }
 
 

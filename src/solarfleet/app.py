@@ -25,9 +25,11 @@ from solarfleet.api.routes import resource_router
 from solarfleet.auth import passwords
 from solarfleet.auth.gates import login_gates
 from solarfleet.auth.routes import router as auth_router
+from solarfleet.console import console_app
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetError
 from solarfleet.fleet.routes import router as fleet_router
+from solarfleet.migration.routes import router as migration_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
 from solarfleet.settings import Settings
@@ -65,8 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(parameters_router)
     app.include_router(unit_router)
     app.include_router(telemetry_router)
+    app.include_router(migration_router)
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
+    app.mount("/console", console_app())  # the browser console; the API never imports it
     _install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
