@@ -31,6 +31,10 @@ ACTIONS = {
     "/v1/rc_data": {"get", "post"},
     "/v1/products/{imei}/data": {"get", "post"},
     "/v1/rm_data": {"post"},
+    "/v1/parameter_rollouts/{key}/pause": {"put"},
+    "/v1/parameter_rollouts/{key}/resume": {"put"},
+    "/v1/parameter_rollouts/{key}/cancel": {"put"},
+    "/v1/parameter_rollouts/{key}/units": {"get"},
 }
 
 

@@ -26,6 +26,8 @@ from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetEr
 from solarfleet.fleet.routes import router as fleet_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
+from solarfleet.rollouts.routes import router as rollouts_router
+from solarfleet.rollouts.ticker import run_ticker
 from solarfleet.settings import Settings
 from solarfleet.telemetry.routes import router as telemetry_router
 from solarfleet.telemetry.store import make_archive_reader, make_hot_store
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(parameters_router)
     app.include_router(unit_router)
     app.include_router(telemetry_router)
+    app.include_router(rollouts_router)
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
     _install_error_handlers(app)
@@ -65,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
+    async with run_ticker(app.state.settings, app.state.sessions):  # rollouts, without a broker
+        yield
     # Close the store, and leave a fresh one (stores connect on first use) for a later start-up
     # of the same app object: a test client entered twice, a server restarted in-process.
     store = app.state.hot_store

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # than this many days; 0 keeps everything in the hot store.
     hot_retention_days: float = 30.0
 
+    # Parameter rollouts: how often they are advanced (by `solarfleet serve` itself when no
+    # broker is configured, by `solarfleet worker --beat` otherwise); 0 stops serve's ticker.
+    rollout_tick_seconds: float = 10.0
+
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,
     # so that a busy client does not cost a database write on every request.
