@@ -148,3 +148,24 @@ def test_an_entity_users_rollout_stays_within_its_scope(
     assert leaving not in {o["product_imei"] for o in units["objects"]}
     everyone = client.get(f"/v1/parameter_rollouts/{rid}/units", headers=rfleet.admin).json()
     assert everyone["num_results"] == 15
+
+
+def test_q_orders_limits_and_offsets_the_targets(
+    client: TestClient, rfleet: Fleet, sessions: sessionmaker[Session]
+) -> None:
+    q = {"order_by": [{"field": "serial_number", "direction": "desc"}], "offset": 2, "limit": 6}
+    created = create(client, rfleet.admin, rfleet.body(q=q, phases=[{"batch": 2}]))
+    assert (created["targets"], created["phase_sizes"]) == (6, [2, 4])
+    with sessions() as session:
+        rows = session.execute(
+            select(ParameterRolloutTarget.product_imei, ParameterRolloutTarget.phase).order_by(
+                ParameterRolloutTarget.phase, ParameterRolloutTarget.product_imei.desc()
+            )
+        ).all()
+    by_serial = sorted(rfleet.units, key=lambda u: u.serial_number, reverse=True)[2:8]
+    assert [tuple(r) for r in rows] == [
+        (u.product_imei, 1 if i < 2 else 2) for i, u in enumerate(by_serial)
+    ]
+    # ordered through a relation: every unit once
+    q = {"order_by": [{"field": "product_type__name", "direction": "asc"}]}
+    assert create(client, rfleet.admin, rfleet.body(q=q))["targets"] == 20

@@ -101,8 +101,11 @@ def phase_sizes(phases: list[Any], targets: int) -> list[int]:
     return sizes
 
 
-def _target_select(session: Session, registry: Registry, principal: Principal, q: Any) -> Any:
-    """The units ``q`` matches in the caller's scope, numbered in order (``n``, from 1)."""
+def _target_select(
+    session: Session, registry: Registry, principal: Principal, q: Any
+) -> tuple[Any, Any]:
+    """The units ``q`` matches in the caller's scope: (a subquery of them, for counting, and
+    one with each unit once, numbered in order as ``n`` from 1)."""
     try:
         storable_json(q)
     except ValueError as exc:
@@ -113,18 +116,28 @@ def _target_select(session: Session, registry: Registry, principal: Principal, q
             raise BadRequest(f"Invalid q: {key!r} does not apply to a rollout's targets")
     compiled = compile_query(query, Product, registry.catalog(principal))
     order = [*compiled.order_by, Product.product_imei]
-    stmt = select(
-        Product.product_imei,
-        Product.product_type_id,
-        func.row_number().over(order_by=order).label("rank"),
-    ).select_from(Product)
-    for alias, onclause in compiled.joins:
-        stmt = stmt.outerjoin(alias, onclause)
-    stmt = stmt.where(*compiled.where).order_by(*order).offset(compiled.offset)
-    if compiled.limit is not None:
-        stmt = stmt.limit(compiled.limit)
-    matched = stmt.subquery("matched")
-    # One row per unit (an ordering through a relation could repeat one), numbered in order.
+    rank = func.row_number().over(order_by=order).label("rank")
+
+    def matching(*columns: Any) -> Any:
+        stmt = select(Product.product_imei, Product.product_type_id, *columns)
+        stmt = stmt.select_from(Product)
+        for alias, onclause in compiled.joins:
+            stmt = stmt.outerjoin(alias, onclause)
+        stmt = stmt.where(*compiled.where)
+        if compiled.offset or compiled.limit is not None:
+            stmt = stmt.order_by(*order).offset(compiled.offset).limit(compiled.limit)
+        return stmt.subquery("matched")
+
+    plain = matching()
+    matched = matching(rank)
+    if not compiled.joins:  # one row per unit: the rank, less the offset, numbers them
+        numbered = select(
+            matched.c.product_imei,
+            matched.c.product_type_id,
+            (matched.c.rank - compiled.offset).label("n"),
+        )
+        return plain, numbered.subquery("numbered")
+    # An ordering through a relation may repeat a unit: keep its first place, number again.
     first = (
         select(
             matched.c.product_imei,
@@ -134,11 +147,12 @@ def _target_select(session: Session, registry: Registry, principal: Principal, q
         .group_by(matched.c.product_imei, matched.c.product_type_id)
         .subquery("first")
     )
-    return select(
+    numbered = select(
         first.c.product_imei,
         first.c.product_type_id,
         func.row_number().over(order_by=first.c.rank).label("n"),
-    ).subquery("numbered")
+    )
+    return plain, numbered.subquery("numbered")
 
 
 def _phase_of(n: Any, sizes: list[int] | None, rate: int | None) -> Any:
@@ -191,12 +205,12 @@ def create_rollout(
     text = check_value(
         data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
     )
-    numbered = _target_select(session, registry, principal, q)
-    targets = session.scalar(select(func.count()).select_from(numbered)) or 0
+    plain, numbered = _target_select(session, registry, principal, q)
+    targets = session.scalar(select(func.count(plain.c.product_imei.distinct()))) or 0
     if targets == 0:
         raise BadRequest("Invalid q: it matches no unit in your scope")
     if part_type_id is None:
-        type_ids = session.scalars(select(numbered.c.product_type_id).distinct()).all()
+        type_ids = session.scalars(select(plain.c.product_type_id).distinct()).all()
         for product_type in session.scalars(
             select(ProductType).where(ProductType.product_type_id.in_(type_ids))
         ):
