@@ -68,10 +68,10 @@ class ParameterRolloutTarget(Base):
     __tablename__ = "parameter_rollout_targets"
     __table_args__ = (
         Index(
-            "ix_parameter_rollout_targets_rollout_phase",
+            "ix_parameter_rollout_targets_rollout_state",  # sync: pending; launch: + phase
             "parameter_rollout_id",
-            "phase",
             "state",
+            "phase",
         ),
         Index(
             "uq_parameter_rollout_targets_unit",

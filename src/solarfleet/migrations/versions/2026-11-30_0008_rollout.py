@@ -151,8 +151,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("parameter_rollout_targets", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_parameter_rollout_targets_rollout_phase",
-            ["parameter_rollout_id", "phase", "state"],
+            "ix_parameter_rollout_targets_rollout_state",
+            ["parameter_rollout_id", "state", "phase"],
             unique=False,
         )
         batch_op.create_index(
@@ -165,7 +165,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("parameter_rollout_targets", schema=None) as batch_op:
         batch_op.drop_index("uq_parameter_rollout_targets_unit")
-        batch_op.drop_index("ix_parameter_rollout_targets_rollout_phase")
+        batch_op.drop_index("ix_parameter_rollout_targets_rollout_state")
 
     op.drop_table("parameter_rollout_targets")
     with op.batch_alter_table("parameter_rollout_events", schema=None) as batch_op:
