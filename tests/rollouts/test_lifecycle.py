@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.parameters.models import PartParameter
+from solarfleet.rollouts.routes import Rollout, RolloutPage
 from solarfleet.rollouts.simulate import Stats
 from tests.factories import Factory
 from tests.rollouts.conftest import Fleet, create, later, show, tick, unit_rows
@@ -41,6 +42,7 @@ def test_a_rollout_lands_on_simulated_units_phase_by_phase(
     assert created["counts"] == {"queued": 20, "pending": 0, "confirmed": 0, "failed": 0,
                                  "superseded": 0, "out_of_scope": 0}  # fmt: skip
     assert [p["units"] for p in created["phase_counts"]] == [5, 5, 10]
+    Rollout.model_validate(created, strict=True)  # what the OpenAPI document says
     units = rfleet.virtual()
     for phase, confirmed in ((1, 5), (2, 10), (3, 20)):
         report_ = tick(sessions)
@@ -72,6 +74,8 @@ def test_a_rollout_lands_on_simulated_units_phase_by_phase(
     listed = client.get("/v1/parameter_rollouts", params={"q": q}, headers=rfleet.admin).json()
     assert listed["num_results"] == 1
     assert listed["objects"][0]["counts"]["confirmed"] == 20
+    RolloutPage.model_validate(listed, strict=True)
+    Rollout.model_validate(done, strict=True)
     # advancing again changes nothing
     assert tick(sessions).phases == []
     assert show(client, rfleet.admin, rid)["counts"] == done["counts"]

@@ -81,12 +81,85 @@ class CreateBody(BaseModel):
     abort_min_units: int = Field(default=10, ge=0, lt=2**31)
 
 
+class Counts(BaseModel):
+    queued: int
+    pending: int
+    confirmed: int
+    failed: int
+    superseded: int
+    out_of_scope: int
+
+
+class PhaseCounts(BaseModel):
+    phase: int
+    units: int
+    counts: Counts
+
+
+class Event(BaseModel):
+    event: str
+    reason: str | None
+    created_at: str
+    created_by: str
+
+
+class RolloutSummary(BaseModel):
+    """A rollout as lists show it (its counts are also fields the query language filters on)."""
+
+    parameter_rollout_id: int
+    scope: str
+    entity_id: int | None
+    q: Any
+    parameter_type_id: int
+    part_type_id: int | None
+    value: str
+    phases: Any
+    phase_sizes: list[int] | None
+    rate_per_minute: int | None
+    wait_seconds: int
+    confirm_timeout_seconds: int
+    abort_failure_percent: float
+    abort_min_units: int
+    state: str
+    reason: str | None
+    targets: int
+    phases_total: int
+    phase: int
+    phase_started_at: str | None
+    next_phase_at: str | None
+    finished_at: str | None
+    counts: Counts
+    created_at: str
+    created_by: str | None
+    modified_at: str | None
+    modified_by: str | None
+
+
+class Rollout(RolloutSummary):
+    """A rollout with its per-phase counts and its events."""
+
+    phase_counts: list[PhaseCounts]
+    events: list[Event]
+
+
+class RolloutPage(BaseModel):
+    num_results: int
+    objects: list[RolloutSummary]
+    page: int
+    total_pages: int
+
+
 def _show(session: Any, rollout: Any, principal: Principal, status: int = 200) -> Response:
     row = {k: getattr(rollout, k) for k in SPEC.fields_for(principal)}
     return JSONBody({**service.shaped(row), **service.detail(session, rollout)}, status)
 
 
-@router.post("", status_code=201, summary="Create a rollout (ADMIN); it starts on its own")
+@router.post(
+    "",
+    status_code=201,
+    response_model=Rollout,
+    summary="Create a rollout (ADMIN); it starts on its own",
+)
 def create(body: CreateBody, principal: Admin, session: WriteSessionDep) -> Response:
     rollout = service.create_rollout(
         session=session,
@@ -107,7 +180,11 @@ def create(body: CreateBody, principal: Admin, session: WriteSessionDep) -> Resp
     return _show(session, rollout, principal, 201)
 
 
-@router.get("", summary="List parameter_rollouts (counts are fields: filter on failed, …)")
+@router.get(
+    "",
+    response_model=RolloutPage | RolloutSummary,
+    summary="List parameter_rollouts (counts are fields: filter on failed, …)",
+)
 def list_rollouts(
     principal: Reader,
     session: SessionDep,
@@ -133,7 +210,9 @@ def list_rollouts(
     return JSONBody(service.shaped(result))
 
 
-@router.get("/{key}", summary="One rollout: state, counts, per-phase counts, events")
+@router.get(
+    "/{key}", response_model=Rollout, summary="One rollout: state, counts, per-phase counts, events"
+)
 def get_rollout(key: str, principal: Reader, session: SessionDep) -> Response:
     rollout = service.load(
         session=session,
@@ -161,9 +240,11 @@ def _control(action: str) -> Any:
 
 
 for _action in ("pause", "resume", "cancel"):
-    router.put(f"/{{key}}/{_action}", summary=f"{_action.capitalize()} a rollout (ADMIN)")(
-        _control(_action)
-    )
+    router.put(
+        f"/{{key}}/{_action}",
+        response_model=Rollout,
+        summary=f"{_action.capitalize()} a rollout (ADMIN)",
+    )(_control(_action))
 
 
 @router.get("/{key}/units", summary="A rollout's units: phase, state, the parameter row set")
