@@ -180,11 +180,26 @@ def recount(session: Session, rollout: ParameterRollout) -> None:
         setattr(rollout, state, n)
 
 
+def lock_units(session: Session, targets: Any) -> None:
+    """Lock the units of the ``targets`` rows, in IMEI order, as a single set and a report lock
+    their unit first (PostgreSQL; SQLite's write lock already serializes writers): two rollouts
+    writing the same units, or a rollout and a unit's report, then wait instead of deadlocking."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(Product.product_imei)
+        .where(Product.product_imei.in_(select(T.product_imei).where(targets)))
+        .order_by(Product.product_imei)
+        .with_for_update()
+    ).all()
+
+
 def expire_pending(session: Session, rollout: ParameterRollout, now: datetime) -> int:
     """Cancel: the rollout's values still pending expire (values units run are untouched);
     their targets go back to ``queued`` (the unit never got the value). How many expired."""
     model, link, _owner = _model(rollout)
     pk = _pk(model)
+    lock_units(session, _targets(rollout, "pending"))
     mine = select(link).where(_targets(rollout, "pending"))
     result = session.execute(
         update(model)
@@ -227,14 +242,7 @@ def launch(session: Session, rollout: ParameterRollout, phase: int, now: datetim
     """Set the value on the phase's queued targets (not committed); how many were set."""
     mine = _targets(rollout, "queued", T.phase == phase)
     actor = _actor(rollout)
-    units = select(T.product_imei).where(mine)
-    if session.get_bind().dialect.name == "postgresql":  # as a single set does: units first
-        session.execute(
-            select(Product.product_imei)
-            .where(Product.product_imei.in_(units))
-            .order_by(Product.product_imei)
-            .with_for_update()
-        ).all()
+    lock_units(session, mine)
     _move(
         session,
         and_(mine, not_(exists().where(Product.product_imei == T.product_imei))),
