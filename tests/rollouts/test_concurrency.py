@@ -26,7 +26,7 @@ def test_advancers_racing_set_each_unit_once(
     def racer() -> None:
         try:
             start.wait()
-            for _ in range(10):
+            for _ in range(3):
                 reports.append(advance(sessions))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
@@ -37,6 +37,8 @@ def test_advancers_racing_set_each_unit_once(
     for t in threads:
         t.join(120)
     assert errors == []
+    for _ in range(5):  # racers skip a rollout another holds: the next ticks finish the work
+        reports.append(advance(sessions))
     begun = [p for r in reports for p in r.phases]
     assert sorted(begun) == [(rid, n) for n in range(1, 6)]  # each phase once
     assert sum(r.units_set for r in reports) == 20
