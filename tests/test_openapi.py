@@ -34,6 +34,10 @@ ACTIONS = {
     "/v1/products/{imei}/data": {"get", "post"},
     "/v1/rm_data": {"post"},
     "/v1/migration/backlog": {"get"},
+    "/v1/parameter_rollouts/{key}/pause": {"put"},
+    "/v1/parameter_rollouts/{key}/resume": {"put"},
+    "/v1/parameter_rollouts/{key}/cancel": {"put"},
+    "/v1/parameter_rollouts/{key}/units": {"get"},
 }
 
 

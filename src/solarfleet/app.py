@@ -32,6 +32,8 @@ from solarfleet.fleet.routes import router as fleet_router
 from solarfleet.migration.routes import router as migration_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
+from solarfleet.rollouts.routes import router as rollouts_router
+from solarfleet.rollouts.ticker import run_ticker
 from solarfleet.settings import Settings
 from solarfleet.telemetry.routes import router as telemetry_router
 from solarfleet.telemetry.store import make_archive_reader, make_hot_store
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(unit_router)
     app.include_router(telemetry_router)
     app.include_router(migration_router)
+    app.include_router(rollouts_router)
     for spec in REGISTRY.specs:
         app.include_router(resource_router(REGISTRY, spec))
     app.mount("/console", console_app())  # the browser console; the API never imports it
@@ -84,7 +87,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     check_access = getattr(app.state.hot_store, "check_access", None)
     if check_access is not None:
         await run_in_threadpool(check_access)
-    yield
+    async with run_ticker(app.state.settings, app.state.sessions):  # rollouts, without a broker
+        yield
     # Close the store, and leave a fresh one (stores connect on first use) for a later start-up
     # of the same app object: a test client entered twice, a server restarted in-process.
     store = app.state.hot_store

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from solarfleet.migration.cli import register as register_migration
+from solarfleet.rollouts.cli import register as register_rollouts
 from solarfleet.settings import Settings
 
 app = typer.Typer(help="solarfleet: backend for fleets of pay-as-you-go solar home systems.")
@@ -16,6 +17,7 @@ users_app = typer.Typer(help="API users.")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 register_migration(app)  # telemetry migrate|verify|compact, worker
+register_rollouts(app)  # rollouts create|list|show|pause|resume|cancel, simulate
 console = Console()
 
 

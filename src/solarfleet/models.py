@@ -14,6 +14,11 @@ from solarfleet.fleet.models import (
 )
 from solarfleet.migration.models import MigrationLease, MigrationPending, ProductMigrationHistory
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
+from solarfleet.rollouts.models import (
+    ParameterRollout,
+    ParameterRolloutEvent,
+    ParameterRolloutTarget,
+)
 from solarfleet.telemetry.models import TelemetryDirty, TelemetrySeries
 
 __all__ = [
@@ -23,6 +28,9 @@ __all__ = [
     "LoginFailure",
     "MigrationLease",
     "MigrationPending",
+    "ParameterRollout",
+    "ParameterRolloutEvent",
+    "ParameterRolloutTarget",
     "ParameterType",
     "Part",
     "PartParameter",

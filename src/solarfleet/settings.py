@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # time); a read whose window holds more answers 400 saying how to narrow it.
     telemetry_max_points: int = Field(default=200_000, ge=1)
 
+    # Parameter rollouts: how often they are advanced (by `solarfleet serve` itself when no
+    # broker is configured, by `solarfleet worker --beat` otherwise); 0 stops serve's ticker.
+    rollout_tick_seconds: float = 10.0
+
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,
     # so that a busy client does not cost a database write on every request.

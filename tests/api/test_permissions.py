@@ -172,6 +172,22 @@ def _seed_users(f: Factory, n: int) -> Seeded:
     )
 
 
+def _seed_parameter_rollouts(f: Factory, n: int) -> Seeded:
+    from solarfleet.auth.principal import SYSTEM_PRINCIPAL
+    from solarfleet.rollouts.service import create_rollout
+
+    ptype = f.parameter_type()
+    unit = f.product(product_type=f.product_type(parameter_types=[ptype.parameter_type_id]))
+    body = {"q": {"filters": [{"name": "product_imei", "op": "==", "val": unit.product_imei}]},
+            "parameter_type_id": ptype.parameter_type_id, "value": 1}  # fmt: skip
+    with f.sessions() as session:
+        rollout = create_rollout(
+            session=session, registry=REGISTRY, principal=SYSTEM_PRINCIPAL, **body
+        )
+        session.commit()
+    return Seeded(rollout.parameter_rollout_id, body, {})
+
+
 SEEDERS: dict[str, Callable[[Factory, int], Seeded]] = {
     "entities": _seed_entities,
     "product_types": _seed_product_types,
@@ -185,6 +201,7 @@ SEEDERS: dict[str, Callable[[Factory, int], Seeded]] = {
     "part_parameters": _seed_part_parameters,
     "product_migration_history": _seed_product_migration_history,
     "users": _seed_users,
+    "parameter_rollouts": _seed_parameter_rollouts,
 }
 
 
@@ -208,6 +225,7 @@ SPEC_TABLE = {  # SPEC §4, written out: the matrix below is generated from the 
     "part_parameters": _SYSTEM,
     "product_migration_history": _READ,
     "users": {"GET": "SYSTEM", "POST": "SYSTEM", "PUT": "SYSTEM", "DELETE": "SYSTEM"},
+    "parameter_rollouts": {"GET": "OVERVIEW", "POST": "ADMIN"},  # + PUT …/pause etc.: ADMIN
 }
 
 

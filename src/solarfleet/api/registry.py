@@ -34,6 +34,7 @@ from solarfleet.migration.models import ProductMigrationHistory
 from solarfleet.parameters.history import as_of_view
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_parameter_type
+from solarfleet.rollouts.models import ParameterRollout
 
 READ = {"GET": "OVERVIEW"}
 SYSTEM_WRITES = {**READ, "POST": "SYSTEM", "PUT": "SYSTEM", "DELETE": "SYSTEM"}
@@ -234,6 +235,15 @@ REGISTRY = Registry(
                 )
             },
             before_write=_prepare_user,
+        ),
+        ResourceSpec(
+            name="parameter_rollouts",
+            model=ParameterRollout,
+            methods={"GET": "OVERVIEW", "POST": "ADMIN"},  # and PUT …/pause|resume|cancel: ADMIN
+            description="A value set across many units in phases (solarfleet.rollouts).",
+            scope=lambda rollout, p: None if p.is_global else rollout.entity_id == p.entity_id,
+            hidden=("baseline_failed", "baseline_tried"),
+            own_routes=True,
         ),
     ]
 )

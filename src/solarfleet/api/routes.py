@@ -41,6 +41,8 @@ def _values(spec: ResourceSpec, body: BaseModel, *, update: bool = False) -> dic
 
 def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
     router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name], responses=ERRORS)
+    if spec.own_routes:
+        return router
     create_body, update_body = body_models(spec)
     has_history = spec.as_of is not None
 

@@ -53,6 +53,9 @@ class ResourceSpec:
     before_write: BeforeWrite | None = None
     after_create: AfterCreate | None = None
     as_of: AsOf | None = None  # lists take ?as_of=T: the rows in force at T, as they were then
+    # Served by its own module's router (parameter_rollouts), not the generic one; the registry
+    # still gives the query language its columns and scope, and says who may do what.
+    own_routes: bool = False
 
     @cached_property
     def table_columns(self) -> dict[str, Column[Any]]:

@@ -26,7 +26,7 @@ log = logging.getLogger("solarfleet.migration")
 
 def make_celery(settings: Settings) -> Celery:
     broker = settings.broker_url or "redis://127.0.0.1:6379/0"
-    app = Celery("solarfleet", broker=broker, backend=broker)
+    app = Celery("solarfleet", broker=broker, backend=broker, include=["solarfleet.rollouts.tasks"])
     app.conf.update(
         task_default_queue=settings.migration_queue,
         task_serializer="json",
@@ -40,7 +40,12 @@ def make_celery(settings: Settings) -> Celery:
             "migrate-all": {
                 "task": "solarfleet.migrate_all",
                 "schedule": settings.migration_interval_seconds,
-            }
+            },
+            "advance-rollouts": {  # solarfleet.rollouts.tasks
+                "task": "solarfleet.rollouts.advance",
+                "schedule": settings.rollout_tick_seconds,
+                "options": {"expires": settings.rollout_tick_seconds},  # no backlog of ticks
+            },
         },
     )
     return app

@@ -1,0 +1,1 @@
+"""Parameter rollouts: one value set across many units in phases, watched as it lands."""
