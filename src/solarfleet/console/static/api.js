@@ -44,12 +44,20 @@ export async function request(method, path, { params, body, signal } = {}) {
   const headers = { Accept: "application/json" };
   if (s) headers.Authorization = `Token token=${s.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url(path, params), {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal,
-  });
+  let response;
+  for (let attempt = 0; ; attempt++) {
+    response = await fetch(url(path, params), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+    // The API caps one user's lists in flight (429 with Retry-After): a screen that asks for
+    // several at once waits its turn, a few times, rather than showing the refusal.
+    if (response.status !== 429 || attempt >= 5 || path === "auth/login") break;
+    const wait = Number(response.headers.get("Retry-After")) || 1;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+  }
   const text = await response.text();
   let data = null;
   try {
