@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +15,7 @@ from solarfleet.fleet.models import Part, PartProductLinker, Product
 from solarfleet.parameters.models import PartParameter
 from tests.factories import Factory
 from tests.parameters.conftest import Fleet, counts, report, set_part, unit_auth
+from tests.races import run_together
 
 
 def _detach(client: TestClient, unit: Product, part: Part, headers: dict[str, str]) -> Any:
@@ -166,3 +168,29 @@ def test_deleting_a_unit_expires_its_parts_pending_values(
     assert _attach(client, unit_b, fleet.part, factory.headers("TECHNICAL")).status_code == 201
     r = client.get("/v1/rc_data", headers=unit_auth(unit_b))
     assert r.json()["data"]["part_parameters"] == {str(fleet.part.part_id): []}
+
+
+def test_values_set_racing_detaches_never_outlive_the_part_on_its_unit(
+    app: FastAPI, factory: Factory, sessions: sessionmaker[Session], fleet: Fleet
+) -> None:
+    tech = factory.headers("TECHNICAL")
+    body = {"parameter_type_id": fleet.level.parameter_type_id, "value": 1}
+
+    def technician(client: TestClient) -> tuple[int, int]:
+        return (
+            _attach(client, fleet.unit, fleet.part, tech).status_code,
+            _detach(client, fleet.unit, fleet.part, tech).status_code,
+        )
+
+    def operator(client: TestClient) -> int:
+        url = f"/v1/parts/{fleet.part.part_id}/parameters"
+        return client.post(url, json=body, headers=fleet.admin).status_code
+
+    assert _detach(TestClient(app), fleet.unit, fleet.part, tech).status_code == 200
+    results = run_together(app, [technician, operator, operator], seconds=4)
+    assert set(results[0]) == {(201, 200)}, results[0]
+    sets = [s for job in results[1:] for s in job]
+    assert set(sets) <= {201, 400} and 201 in sets, sets
+    # the part ends off its unit: every value set on it expired as it left, none is pending
+    assert [r["status"] for r in _rows(sessions, fleet.part)].count("pending") == 0
+    assert len(_rows(sessions, fleet.part)) == sets.count(201)
