@@ -22,7 +22,7 @@ Headers = dict[str, str]
 @dataclass
 class Story:
     """Part p: level 5 confirmed on entity 3's unit u3 (at ``on_u3``), then 6 pending; taken
-    off; put on entity 2's unit u2 by a GLOBAL technician; 7 set and confirmed there."""
+    off (6 expires); put on entity 2's unit u2 by a GLOBAL technician; 7 set and confirmed there."""
 
     u3: Product
     u2: Product
@@ -72,7 +72,7 @@ def story(client: TestClient, factory: Factory) -> Story:
     _set(client, s, 5)
     _report(client, s, u3, 5)
     s.on_u3 = format_instant(utcnow())
-    _set(client, s, 6)  # pending when the part leaves
+    _set(client, s, 6)  # pending when the part leaves: it expires then
     tech3 = factory.headers("TECHNICAL", "ENTITY", e3)
     _ok(client.delete(f"/v1/products/{u3.product_imei}/parts/{part.part_id}", headers=tech3))
     return s
@@ -86,7 +86,7 @@ def _attach(client: TestClient, unit: Product, part_id: int, headers: Headers) -
 
 def _move_to_u2(client: TestClient, factory: Factory, s: Story) -> None:
     _ok(_attach(client, s.u2, s.part.part_id, factory.headers("TECHNICAL")), 201)
-    _set(client, s, 7)  # the pending 6 from entity 3's time expires
+    _set(client, s, 7)
     _report(client, s, s.u2, 7)
     s.on_u2 = format_instant(utcnow())
 
@@ -170,16 +170,15 @@ def test_part_history_stays_with_the_units_it_lived_on(
     # entity 2 reads nothing from the part's time on entity 3: no value, no IMEI of u3
     assert s.u3.product_imei not in _everything(client, s, s.e2)
     assert _values(client, s, s.u2, s.e2) == {key: [("7", "active")]}
-    # entity 3 keeps the part in its unit's history, its rows from then; none from entity 2's
-    # time, and not the rows in force across the move (5 active, 6 pending when it left)
+    # entity 3 keeps the part in its unit's history, its rows from then (6, pending when it
+    # left, expired as it left); none from entity 2's time, and not the row in force across
+    # the move (5, active until 7 replaced it on u2)
     assert s.u2.product_imei not in _everything(client, s, s.e3)
-    assert _values(client, s, s.u3, s.e3) == {key: []}
+    assert _values(client, s, s.u3, s.e3) == {key: [("6", "expired")]}
     assert _values(client, s, s.u3, s.e3, date=s.on_u3) == {key: []}
-    # GLOBAL users see all of it: the rows across the move on both units
+    # GLOBAL users see all of it: the row across the move on both units
     assert _values(client, s, s.u3, s.admin) == {key: [("5", "removed"), ("6", "expired")]}
-    assert _values(client, s, s.u2, s.admin) == {
-        key: [("5", "removed"), ("6", "expired"), ("7", "active")]
-    }
+    assert _values(client, s, s.u2, s.admin) == {key: [("5", "removed"), ("7", "active")]}
     assert _values(client, s, s.u3, s.admin, date=s.on_u3) == {key: [("5", "active")]}
     assert _values(client, s, s.u2, s.admin, date=s.on_u2) == {key: [("7", "active")]}
 

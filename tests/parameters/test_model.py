@@ -1,6 +1,8 @@
 """Property test: random sets, unit reports, part swaps and entity changes, driven through the API,
 agree with a small reference model replaying the same events — full history, the set at random
-instants (taken between events from the same clock as the rows), rc_data and scope."""
+instants (taken between events from the same clock as the rows), rc_data and scope. In the model,
+a part value is asked of the unit the part is on: set on a part on no unit it is refused, and
+taking the part off expires its pending values."""
 
 from __future__ import annotations
 
@@ -70,7 +72,10 @@ class Model:
             None,
         )
 
-    def set(self, owner: Any, type_index: int, value: str) -> None:
+    def set(self, owner: Any, type_index: int, value: str) -> bool:
+        """False (nothing written) for a part on no unit."""
+        if owner != "unit" and owner not in self.parts_on:
+            return False
         pending = self._find(owner, type_index, "pending")
         if pending:
             pending["status"] = "expired"
@@ -84,6 +89,7 @@ class Model:
                 "lived_on": lived_on,
             }
         )
+        return True
 
     def attach(self, part: int) -> None:
         self.parts_on.add(part)
@@ -91,6 +97,16 @@ class Model:
         for r in self.rows:
             if r["owner"] == part and r["status"] in ("pending", "active"):
                 r["lived_on"] = True
+
+    def detach(self, part: int) -> bool:
+        """False when the part is not on the unit; else its pending values expire."""
+        if part not in self.parts_on:
+            return False
+        self.parts_on.discard(part)
+        for r in self.rows:
+            if r["owner"] == part and r["status"] == "pending":
+                r["status"] = "expired"
+        return True
 
     def report(self, owner: Any, type_index: int, value: str) -> None:
         if owner != "unit" and owner not in self.parts_on:
@@ -163,18 +179,16 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
         if kind == "set_unit":
             (type_index, value) = event[1]
             body = {"parameter_type_id": world.type_id(type_index), "value": value}
+            assert model.set("unit", type_index, canonical(type_index, value))
             ok(client.post(f"{base}/parameters", json=body, headers=world.admin), 201)
-            model.set("unit", type_index, canonical(type_index, value))
         elif kind == "set_part":
             _, index, value = event
             body = {"parameter_type_id": world.type_id(LEVEL), "value": value}
-            ok(
-                client.post(
-                    f"/v1/parts/{part_ids[index]}/parameters", json=body, headers=world.admin
-                ),
-                201,
+            written = model.set(index, LEVEL, canonical(LEVEL, value))
+            r = client.post(
+                f"/v1/parts/{part_ids[index]}/parameters", json=body, headers=world.admin
             )
-            model.set(index, LEVEL, canonical(LEVEL, value))
+            ok(r, 201 if written else 400)
         elif kind in ("report", "confirm"):
             if kind == "report":
                 unit_values, part_values = event[1], event[2]
@@ -192,6 +206,9 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
                     int(k) for k in data["part_parameters"]
                 }
                 assert dict(unit_values) == model.pending("unit")
+                assert {i: {LEVEL: v[0]} if v else {} for i, v in part_values.items()} == {
+                    i: model.pending(i) for i in model.parts_on
+                }
             body = {
                 "product_parameters": [
                     {"parameter_type_id": world.type_id(t), "value": v} for t, v in unit_values
@@ -217,8 +234,7 @@ def run_events(client: TestClient, world: World, script: list[tuple[Any, ...]]) 
             model.attach(event[1])
         elif kind == "detach":
             r = client.delete(f"{base}/parts/{part_ids[event[1]]}", headers=world.tech)
-            ok(r, 200 if event[1] in model.parts_on else 404)
-            model.parts_on.discard(event[1])
+            ok(r, 200 if model.detach(event[1]) else 404)
         elif kind == "entity":
             body = {"entity_id": world.entities[event[1]].entity_id}
             ok(client.put(f"{base}/change_entity", json=body, headers=world.admin), 200)

@@ -67,7 +67,9 @@ def test_rc_data_lists_the_pending_values(
     six = set_unit(client, fleet, 6).json()["data"]
     flag = set_unit(client, fleet, True, fleet.enabled).json()["data"]
     part_value = set_part(client, fleet, 9).json()["data"]
-    set_part(client, fleet, 3, fleet.spare)  # not on the unit: not sent to it
+    part_type = factory.part_type(parameter_types=[fleet.level.parameter_type_id])
+    elsewhere = factory.part(part_type=part_type, on=factory.product())
+    assert set_part(client, fleet, 3, elsewhere).status_code == 201  # not sent to this unit
     r = client.get("/v1/rc_data", headers=fleet.device)
     assert r.status_code == 200, r.text
     body = r.json()

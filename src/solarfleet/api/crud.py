@@ -298,6 +298,8 @@ def delete_row(
     *, session: Session, registry: Registry, spec: ResourceSpec, principal: Principal, key: Any
 ) -> None:
     obj = _load(session=session, registry=registry, spec=spec, principal=principal, key=key)
+    if spec.before_delete:
+        spec.before_delete(session, obj, principal)
     session.delete(obj)
     try:
         session.flush()

@@ -30,6 +30,7 @@ from solarfleet.fleet.models import (
     ProductEntityLinker,
     ProductType,
 )
+from solarfleet.fleet.service import release_parts
 from solarfleet.migration.models import ProductMigrationHistory
 from solarfleet.parameters.history import as_of_view
 from solarfleet.parameters.models import PartParameter, ProductParameter
@@ -134,6 +135,7 @@ REGISTRY = Registry(
             scope=by_unit(),
             relations=("product_type", "entity_links", "part_links", "entities", "parts"),
             visible_from={"device_key": "FACTORY"},
+            before_delete=release_parts,
             field_types={
                 "device_key": Annotated[
                     str, Field(min_length=DEVICE_KEY_LENGTH, max_length=DEVICE_KEY_LENGTH)

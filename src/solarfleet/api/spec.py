@@ -21,6 +21,7 @@ ScopeRule = Callable[[Any, Principal], ColumnElement[bool] | None]
 # row being updated (None on create), before anything is written.
 BeforeWrite = Callable[[Session, dict[str, Any], Principal, Any], None]
 AfterCreate = Callable[[Session, Any, Principal], None]
+BeforeDelete = Callable[[Session, Any, Principal], None]  # the row, before it is deleted
 # History tables: the table as it was at an instant (the rows in force then, each as it was then),
 # an entity (an aliased view of the model) that lists query exactly as they query the model.
 AsOf = Callable[[Any, datetime], Any]
@@ -52,6 +53,7 @@ class ResourceSpec:
     field_types: Mapping[str, Any] = field(default_factory=dict)  # body type overrides
     before_write: BeforeWrite | None = None
     after_create: AfterCreate | None = None
+    before_delete: BeforeDelete | None = None
     as_of: AsOf | None = None  # lists take ?as_of=T: the rows in force at T, as they were then
     # Served by its own module's router (parameter_rollouts), not the generic one; the registry
     # still gives the query language its columns and scope, and says who may do what.

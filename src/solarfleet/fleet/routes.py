@@ -79,7 +79,13 @@ def attach_part(
     return success(f"Part {body.part_id} attached to #{key}", parts, status_code=201)
 
 
-@router.delete("/parts/{part_id}", response_model=Envelope, summary="Detach a part")
+@router.delete(
+    "/parts/{part_id}",
+    response_model=Envelope,
+    summary="Detach a part",
+    description="The part's pending values were asked of this unit: they expire at this instant "
+    "(its active values stay).",
+)
 def detach_part(
     imei: str, part_id: str, principal: Technical, session: WriteSessionDep
 ) -> Response:

@@ -15,6 +15,7 @@ from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
 from solarfleet.fleet.models import Entity, Part, PartProductLinker, PartType, Product
 from solarfleet.fleet.models import ProductEntityLinker as EntityLink
+from solarfleet.parameters.expiry import expire_part_pending, moments
 
 
 def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:
@@ -157,7 +158,12 @@ def attach_part(*, session: Session, principal: Principal, imei: str, part_id: i
 
 
 def detach_part(*, session: Session, principal: Principal, imei: str, part_id: int) -> None:
+    """Take the part off the unit. Its pending values were asked of this unit: they expire at
+    the instant the link ends, so the next unit never receives them (active values stay: the
+    history of what the part ran). The part's row is locked first, as setting a value locks it,
+    so a value set concurrently is either expired here or refused as on no unit."""
     get_unit(session=session, principal=principal, imei=imei)
+    session.scalars(select(Part.part_id).where(Part.part_id == part_id).with_for_update()).all()
     link = session.scalars(
         select(PartProductLinker).where(
             PartProductLinker.part_id == part_id,
@@ -167,11 +173,23 @@ def detach_part(*, session: Session, principal: Principal, imei: str, part_id: i
     ).one_or_none()
     if link is None:
         raise NotFound(f"Part {part_id} is not on #{imei}")
-    now = utcnow()
-    link.date_removed = now
-    link.modified_at = now
+    at = moments()
+    link.date_removed = link.modified_at = at[1]
     link.modified_by = principal.username
-    session.flush()
+    expire_part_pending(session, [part_id], principal, at)
+
+
+def release_parts(session: Session, unit: Product, principal: Principal) -> None:
+    """Before a unit is deleted (its part links are deleted with it): the pending values of the
+    parts on it were asked of it, and expire as on a detach. The parts' rows are locked first,
+    as a detach locks them."""
+    on_unit = select(PartProductLinker.part_id).where(
+        PartProductLinker.product_imei == unit.product_imei,
+        PartProductLinker.date_removed.is_(None),
+    )
+    locked = select(Part.part_id).where(Part.part_id.in_(on_unit)).order_by(Part.part_id)
+    part_ids = session.scalars(locked.with_for_update()).all()
+    expire_part_pending(session, part_ids, principal, moments())
 
 
 PART_FIELDS = ("part_id", "serial_number", "part_type_id", "properties", "manufacturer")

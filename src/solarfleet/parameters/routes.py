@@ -85,6 +85,8 @@ def set_product_parameter(
     response_model=Envelope,
     status_code=201,
     summary="Set a parameter on a part (pending until its unit confirms it)",
+    description="The value is asked of the unit the part is on: a part on no unit answers 400, "
+    "and taking the part off its unit expires its pending values.",
 )
 def set_part_parameter(
     part_id: str, body: SetBody, principal: Admin, session: WriteSessionDep

@@ -8,7 +8,6 @@ last line of defence: should it ever fire, the request is answered 409 and nothi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,8 +18,16 @@ from solarfleet.auth.principal import Principal
 from solarfleet.auth.scope import by_part
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, NotFound
-from solarfleet.fleet.models import ParameterType, Part, PartType, Product, ProductType
+from solarfleet.fleet.models import (
+    ParameterType,
+    Part,
+    PartProductLinker,
+    PartType,
+    Product,
+    ProductType,
+)
 from solarfleet.fleet.service import get_unit
+from solarfleet.parameters.expiry import expire, moments
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_value
 
@@ -40,13 +47,6 @@ def as_dict(row: Row) -> dict[str, Any]:
     """A parameter row with exactly the fields of seed 003."""
     fields = PRODUCT_FIELDS if isinstance(row, ProductParameter) else PART_FIELDS
     return {k: getattr(row, k) for k in fields}
-
-
-def moments() -> tuple[datetime, datetime]:
-    """Two instants, the second strictly after the first (an expiry's date_added, date_removed)."""
-    first = utcnow()
-    second = utcnow()
-    return first, max(second, first + timedelta(microseconds=1))
 
 
 def lock_unit(*, session: Session, principal: Principal, imei: str) -> Product:
@@ -89,15 +89,8 @@ def _allowed(ptype: ParameterType, kind: str, owner_type: ProductType | PartType
 
 def _supersede(session: Session, pending: Row | None, principal: Principal) -> None:
     """Expire the older pending row (flushed before the new one so the unique index holds)."""
-    if pending is None:
-        return
-    added, removed = moments()
-    pending.status = "expired"
-    pending.date_added = added
-    pending.date_removed = removed
-    pending.modified_at = utcnow()
-    pending.modified_by = principal.username
-    session.flush()
+    if pending is not None:
+        expire(session, [pending], principal, moments())
 
 
 def _insert(session: Session, row: Row, what: str) -> Row:
@@ -165,8 +158,15 @@ def set_product_parameter(
 def set_part_parameter(
     *, session: Session, principal: Principal, part_id: int, parameter_type_id: int, value: Any
 ) -> PartParameter:
-    """A new pending value on the part; an older pending value of the type expires."""
+    """A new pending value on the part; an older pending value of the type expires. The value is
+    asked of the unit the part is on (it expires when the part leaves it): a part on no unit
+    answers 400. Checked with the part's row locked, as detaching locks it."""
     part = lock_part(session=session, principal=principal, part_id=part_id)
+    on_unit = select(PartProductLinker.part_product_linker_id).where(
+        PartProductLinker.part_id == part_id, PartProductLinker.date_removed.is_(None)
+    )
+    if session.scalar(on_unit) is None:
+        raise BadRequest(f"Part {part_id} is on no unit: attach it to a unit first")
     return _set(  # type: ignore[return-value]
         session=session,
         principal=principal,
