@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Parameter rollouts: how often they are advanced (by `solarfleet serve` itself when no
     # broker is configured, by `solarfleet worker --beat` otherwise); 0 stops serve's ticker.
     rollout_tick_seconds: float = 10.0
+    # The most units one rollout may target: a q matching more answers 400 naming this limit
+    # (creating a rollout writes one row per target, in one request).
+    rollout_max_targets: int = Field(default=100_000, ge=1)
 
     token_lifetime_seconds: int = 3 * 3600
     # A token's expiry is pushed forward only when it was last pushed longer ago than this,

@@ -143,3 +143,17 @@ def test_repeated_notes_are_kept_once(
     flip = [{"parameter_type_id": level, "value": v} for v in (5, 4, 5)]
     assert report(client, fleet, product_parameters=flip)["notes"] == 2  # 4, then 5 again
     assert note_values(sessions) == ["5", "0", "1", "4", "5"]
+
+
+def test_a_repeated_note_is_kept_again_once_a_value_is_pending(
+    client: TestClient, fleet: Fleet, sessions: sessionmaker[Session]
+) -> None:
+    """A unit reporting the value it already reported (noted) after a new value was set rejects
+    that value: noted once more (a rollout counts it as failed), then a replay again."""
+    level = fleet.level.parameter_type_id
+    five = [{"parameter_type_id": level, "value": 5}]
+    assert report(client, fleet, product_parameters=five)["notes"] == 1  # nothing pending
+    assert set_unit(client, fleet, 6).status_code == 201
+    assert report(client, fleet, product_parameters=five)["notes"] == 1  # rejects 6
+    assert report(client, fleet, product_parameters=five)["notes"] == 0  # a replay
+    assert note_values(sessions) == ["5", "5"]

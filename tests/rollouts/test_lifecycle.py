@@ -3,6 +3,8 @@ rule; cancelling mid-phase; a manual set during a rollout; a rate per minute; a 
 
 from __future__ import annotations
 
+import json
+
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,6 +104,30 @@ def test_failures_above_the_threshold_pause_the_rollout_before_its_next_phase(
     assert report_.paused == [] and report_.phases == []
     r = show(client, rfleet.admin, rid)
     assert r["counts"]["failed"] == 2 + 2 + 10  # the late ones, and phase 2 timed out too
+
+
+def test_a_unit_reporting_another_value_fails_at_the_next_advance(
+    client: TestClient, rfleet: Fleet, sessions: sessionmaker[Session]
+) -> None:
+    """Even when it reported that value before the rollout (a note already said so): the report
+    after the rollout's value was set is a rejection, not a replay."""
+    body = rfleet.body(confirm_timeout_seconds=3600)
+    rid = create(client, rfleet.admin, body)["parameter_rollout_id"]
+    report(client, rfleet, 0, 151)  # before its value is set: nothing pending, noted
+    tick(sessions)  # the value is set on every unit
+    report(client, rfleet, 0, 151)  # the same value again: it rejects 150
+    report(client, rfleet, 1, 150)
+    tick(sessions)  # long before the confirmation timeout
+    r = show(client, rfleet.admin, rid)
+    assert r["counts"] == {"queued": 0, "pending": 18, "confirmed": 1, "failed": 1,
+                           "superseded": 0, "out_of_scope": 0}  # fmt: skip
+    q = json.dumps({"filters": [{"name": "state", "op": "==", "val": "failed"}]})
+    failed = client.get(
+        f"/v1/parameter_rollouts/{rid}/units", params={"q": q}, headers=rfleet.admin
+    ).json()["objects"]
+    assert [(u["product_imei"], u["detail"]) for u in failed] == [
+        (rfleet.imeis[0], "the unit reported a different value")
+    ]
 
 
 def test_abort_rule_pauses_with_a_reason_and_resume_starts_it_afresh(

@@ -13,6 +13,7 @@ from solarfleet.db import utcnow
 from solarfleet.fleet.models import ProductEntityLinker
 from solarfleet.parameters.models import ProductParameter
 from solarfleet.rollouts.models import ParameterRollout, ParameterRolloutTarget
+from solarfleet.settings import Settings
 from tests.factories import Factory
 from tests.rollouts.conftest import Fleet, create, show, tick
 
@@ -50,6 +51,21 @@ NONE = {"filters": [{"name": "serial_number", "op": "==", "val": "no such unit"}
         ({"phases": []}, None),
         ({"abort_failure_percent": 101}, None),
         ({"colour": "red"}, "Unknown field 'colour'"),
+        # Unbounded cost: each input that could make a rollout cost more is bounded.
+        ({"phases": [{"batch": 1}] * 1001},
+         "Invalid value for 'phases': List should have at most 1000 items after validation, "
+         "not 1001"),
+        ({"rate_per_minute": 0},
+         "Invalid value for 'rate_per_minute': Input should be greater than or equal to 1"),
+        ({"rate_per_minute": 1_000_001},
+         "Invalid value for 'rate_per_minute': Input should be less than or equal to 1000000"),
+        ({"wait_seconds": 30 * 86400 + 1},
+         "Invalid value for 'wait_seconds': Input should be less than or equal to 2592000"),
+        ({"confirm_timeout_seconds": 30 * 86400 + 1},
+         "Invalid value for 'confirm_timeout_seconds': Input should be less than or equal to "
+         "2592000"),
+        ({"wait_seconds": 10**30}, None),
+        ({"abort_min_units": 2**31}, None),
     ],
 )  # fmt: skip
 def test_bad_requests_are_400_and_write_nothing(
@@ -61,6 +77,25 @@ def test_bad_requests_are_400_and_write_nothing(
     if message is not None:
         assert r.json() == {"status": "error", "message": message}
     assert rows(sessions) == (0, 0, 0)
+
+
+def test_a_q_matching_more_than_the_limit_is_400(
+    client: TestClient, rfleet: Fleet, sessions: sessionmaker[Session], settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(settings, "rollout_max_targets", 19)
+    r = client.post("/v1/parameter_rollouts", json=rfleet.body(), headers=rfleet.admin)
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "status": "error",
+        "message": "Invalid q: it matches more than 19 units; at most 19 per rollout "
+        "(SOLARFLEET_ROLLOUT_MAX_TARGETS): narrow q or split the rollout",
+    }
+    assert rows(sessions) == (0, 0, 0)
+    monkeypatch.setattr(settings, "rollout_max_targets", 20)  # exactly the limit: allowed
+    body = create(client, rfleet.admin, rfleet.body())
+    assert body["targets"] == 20
+    assert rows(sessions)[:2] == (1, 20)
 
 
 def test_a_type_the_units_may_not_carry_is_400(

@@ -5,7 +5,9 @@ becomes ``active`` with ``date_added`` = now, and the row active before it becom
 with ``date_removed`` = the same instant: at every instant at most one row of a type is active.
 A value equal to the active one is a replay and changes nothing. Anything else is kept as a
 :class:`UnitReportNote` (never an error the unit could loop on); a note identical to the
-latest one for the same unit, part and type is not repeated.
+latest one for the same unit, part and type is not repeated, unless a value of that type was
+set (became pending) after that latest note: the unit then rejects the new pending value, and
+the note saying so is what a rollout counts as a failure (``rollouts/advance.py``).
 
 Bounded work per report, whatever the unit sends (a unit's key is in a box anyone can open):
 a report holds at most ``max_report_values`` values and part keys (a 400 naming the limit above
@@ -34,6 +36,7 @@ from solarfleet.parameters.validation import InvalidValue, canonical, same_value
 
 Reported = tuple[int, Any]  # (parameter_type_id, value) as the unit sent them
 NoteKey = tuple[str | None, int | None]  # (part_key, parameter_type_id) of a note
+Latest = tuple[str | None, str, datetime]  # (value, reason, created_at) of a latest note
 NOTE_VALUE_LIMIT = 4096
 MAX_REPORT_VALUES = 1000  # defaults of settings.max_report_values and .max_notes_per_unit
 MAX_NOTES_PER_UNIT = 1000
@@ -144,6 +147,8 @@ class _Report:
         self.outcome = Outcome()
         self.max_notes = max_notes
         self.notes: list[dict[str, Any]] = []  # written by save_notes, in one statement
+        # per note: when the pending value it contradicts was set (None: nothing pending)
+        self.pending_since: list[datetime | None] = []
 
     def load_types(self, ids: Iterable[int]) -> None:
         wanted = set(ids)
@@ -154,9 +159,11 @@ class _Report:
             self.types = {t.parameter_type_id: t for t in found}
 
     def note(
-        self, part_key: str | None, type_id: int | None, value: Any, reason: str, msg: str
-    ) -> None:
-        """Keep a note for :meth:`save_notes`."""
+        self, part_key: str | None, type_id: int | None, value: Any, reason: str, msg: str,
+        pending_since: datetime | None = None,
+    ) -> None:  # fmt: skip
+        """Keep a note for :meth:`save_notes`; ``pending_since``: when the pending value the
+        report contradicts was set."""
         text = storable(value if isinstance(value, str) else json.dumps(value))
         part_key = None if part_key is None else storable(part_key)[:64]
         self.notes.append(
@@ -171,6 +178,7 @@ class _Report:
                 "created_by": self.actor,
             }
         )
+        self.pending_since.append(pending_since)
 
     def save_notes(self) -> None:
         """Insert the notes that repeat no latest note of their (part, type), then drop the
@@ -179,11 +187,15 @@ class _Report:
             return
         latest = self._latest_notes()
         fresh = []
-        for note in self.notes:
+        for note, since in zip(self.notes, self.pending_since, strict=True):
             key = (note["part_key"], note["parameter_type_id"])
-            if latest.get(key) == (note["value"], note["reason"]):
-                continue  # a replay of a report already noted
-            latest[key] = (note["value"], note["reason"])
+            last = latest.get(key)
+            # A replay of a report already noted, unless noted before the pending value it now
+            # rejects was set.
+            same = last is not None and last[:2] == (note["value"], note["reason"])
+            if same and (since is None or last[2] >= since):  # type: ignore[index]
+                continue
+            latest[key] = (note["value"], note["reason"], self.now)
             fresh.append(note)
         fresh = fresh[-self.max_notes :]  # the oldest would be dropped at once
         if not fresh:
@@ -203,8 +215,9 @@ class _Report:
             delete(UnitReportNote).where(mine, UnitReportNote.unit_report_note_id < newest_kept)
         )
 
-    def _latest_notes(self) -> dict[NoteKey, tuple[str | None, str]]:
-        """(value, reason) of the unit's latest note per (part, type): at most max_notes rows."""
+    def _latest_notes(self) -> dict[NoteKey, Latest]:
+        """(value, reason, created_at) of the unit's latest note per (part, type): at most
+        max_notes rows."""
         latest_ids = (
             select(func.max(UnitReportNote.unit_report_note_id))
             .where(UnitReportNote.product_imei == self.imei)
@@ -216,9 +229,10 @@ class _Report:
                 UnitReportNote.parameter_type_id,
                 UnitReportNote.value,
                 UnitReportNote.reason,
+                UnitReportNote.created_at,
             ).where(UnitReportNote.unit_report_note_id.in_(latest_ids))
         )
-        return {(r.part_key, r.parameter_type_id): (r.value, r.reason) for r in rows}
+        return {(r.part_key, r.parameter_type_id): (r.value, r.reason, r.created_at) for r in rows}
 
     def apply(self, rows: Sequence[Any], reported: list[Reported], part_key: str | None) -> None:
         """Apply reported values to one owner's pending/active ``rows`` (unit or part)."""
@@ -270,6 +284,7 @@ class _Report:
                     value,
                     "not_pending",
                     f"{where} reported {ptype.name} = {text!r} ({expected})",
+                    pending_since=None if row is None else row.created_at,
                 )
 
     def _retire(self, row: Any) -> None:

@@ -156,6 +156,7 @@ def create(
             confirm_timeout_seconds=confirm_timeout_seconds,
             abort_failure_percent=abort_failure_percent,
             abort_min_units=abort_min_units,
+            max_targets=Settings().rollout_max_targets,
         )
         session.commit()
         return _view(session, rollout, principal)

@@ -160,7 +160,9 @@ def _show(session: Any, rollout: Any, principal: Principal, status: int = 200) -
     response_model=Rollout,
     summary="Create a rollout (ADMIN); it starts on its own",
 )
-def create(body: CreateBody, principal: Admin, session: WriteSessionDep) -> Response:
+def create(
+    body: CreateBody, principal: Admin, session: WriteSessionDep, settings: SettingsDep
+) -> Response:
     rollout = service.create_rollout(
         session=session,
         registry=REGISTRY,
@@ -175,6 +177,7 @@ def create(body: CreateBody, principal: Admin, session: WriteSessionDep) -> Resp
         confirm_timeout_seconds=body.confirm_timeout_seconds,
         abort_failure_percent=body.abort_failure_percent,
         abort_min_units=body.abort_min_units,
+        max_targets=settings.rollout_max_targets,
     )
     session.commit()
     return _show(session, rollout, principal, 201)

@@ -35,6 +35,7 @@ from solarfleet.rollouts.models import (
 _SHARE = re.compile(r"^([0-9]{1,3}(?:\.[0-9]{1,6})?)%$")
 RATE_WAIT_SECONDS = 60  # a rate per minute is phases of that many units, a minute apart
 MAX_PER_PHASE_SHOWN = 100  # phases listed one by one in a rollout's detail
+MAX_TARGETS = 100_000  # default of settings.rollout_max_targets
 
 
 def actor(rollout_id: int) -> str:
@@ -155,6 +156,13 @@ def _target_select(
     return plain, numbered.subquery("numbered")
 
 
+def _count_targets(session: Session, plain: Any, max_targets: int) -> int:
+    """The units ``plain`` holds, counted up to ``max_targets + 1`` at most (a bounded count,
+    whatever the fleet's size)."""
+    first = select(plain.c.product_imei).distinct().limit(max_targets + 1).subquery("first")
+    return session.scalar(select(func.count()).select_from(first)) or 0
+
+
 def _phase_of(n: Any, sizes: list[int] | None, rate: int | None) -> Any:
     """The phase of the ``n``-th target, as SQL."""
     if rate is not None:
@@ -185,6 +193,7 @@ def create_rollout(
     confirm_timeout_seconds: int = 86400,
     abort_failure_percent: float = 10.0,
     abort_min_units: int = 10,
+    max_targets: int = MAX_TARGETS,
     now: datetime | None = None,
 ) -> ParameterRollout:
     """A running rollout with its targets resolved and queued (flushed, not committed); 400 and
@@ -206,9 +215,14 @@ def create_rollout(
         data_type=ptype.data_type, rules=ptype.validation_rules, value=value, name=ptype.name
     )
     plain, numbered = _target_select(session, registry, principal, q)
-    targets = session.scalar(select(func.count(plain.c.product_imei.distinct()))) or 0
+    targets = _count_targets(session, plain, max_targets)
     if targets == 0:
         raise BadRequest("Invalid q: it matches no unit in your scope")
+    if targets > max_targets:
+        raise BadRequest(
+            f"Invalid q: it matches more than {max_targets} units; at most {max_targets} per "
+            "rollout (SOLARFLEET_ROLLOUT_MAX_TARGETS): narrow q or split the rollout"
+        )
     if part_type_id is None:
         type_ids = session.scalars(select(plain.c.product_type_id).distinct()).all()
         for product_type in session.scalars(
