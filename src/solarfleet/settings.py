@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     # The most readings one telemetry read takes from the stores (a bound on its memory and
     # time); a read whose window holds more answers 400 saying how to narrow it.
     telemetry_max_points: int = Field(default=200_000, ge=1)
+    # Plausible instants of uploaded readings (naive UTC): points before telemetry_earliest
+    # (e.g. epoch seconds sent as milliseconds: January 1970) or more than
+    # telemetry_future_seconds past the server's clock are set aside, not stored, and the answer
+    # (still 200) says how many and why.
+    telemetry_earliest: datetime = datetime(2000, 1, 1)
+    telemetry_future_seconds: float = Field(default=86_400.0, ge=0)
 
     # Parameter rollouts: how often they are advanced (by `solarfleet serve` itself when no
     # broker is configured, by `solarfleet worker --beat` otherwise); 0 stops serve's ticker.
@@ -95,6 +102,14 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = 10.0
     # List requests one user may have running at once (per API process); more answer 429.
     query_max_in_flight_per_user: int = 4
+
+    @field_validator("telemetry_earliest")
+    @classmethod
+    def _naive_utc(cls, value: datetime) -> datetime:
+        """A zone given (``…Z``, ``…+02:00``) is honoured; the value kept is naive UTC."""
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

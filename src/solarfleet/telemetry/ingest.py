@@ -10,6 +10,11 @@ Rules (a request breaking any of them is a 400 naming the first culprit, and not
   accepted (and redundant), any other value is refused.
 * A point is ``[time, value]``. Time: epoch milliseconds (a number or a string of digits),
   ISO-8601 with or without zone, or a date; between 1970-01-01 and 2200-01-01 (UTC).
+* Plausible instants: a point whose time lies outside the upload's :class:`Window` (from
+  ``telemetry_earliest``, default 2000-01-01, to ``telemetry_future_seconds`` past the server's
+  clock) is *set aside*: not stored, counted, and named in the answer, which stays a 2xx so that
+  the unit drops its buffer rather than re-send a clock error forever, and keeps its other
+  readings. Epoch seconds sent where milliseconds are expected land in January 1970: set aside.
 * Values: JSON numbers are stored as floats (InfluxDB's own default: ``12`` and ``12.5`` are the
   same kind, so a unit never trips over a type conflict between uploads), booleans as booleans,
   strings (at most 4096 characters, no NUL) as strings; ``null``, NaN and infinities are refused.
@@ -31,10 +36,12 @@ unit keeps its buffer and sends again; re-sent readings overwrite, never duplica
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -43,8 +50,10 @@ from solarfleet.errors import BadRequest
 from solarfleet.telemetry import rules, series
 from solarfleet.telemetry.dirty import commit_mark
 from solarfleet.telemetry.hot import HotStore
-from solarfleet.telemetry.points import Point, Value, normal_tags, to_us
-from solarfleet.timeparse import parse_instant
+from solarfleet.telemetry.points import Point, Value, from_us, normal_tags, to_us
+from solarfleet.timeparse import format_instant, parse_instant
+
+log = logging.getLogger(__name__)
 
 MAX_POINTS = 50_000
 MAX_FIELDS = 256
@@ -121,6 +130,89 @@ def parse_time(raw: object) -> int:
     return time_us
 
 
+@dataclass(frozen=True)
+class Window:
+    """The instants an upload's points may have to be stored: ``earliest`` to ``latest``, both
+    included (naive UTC)."""
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def around(cls, now: datetime, *, earliest: datetime, future_seconds: float) -> Window:
+        return cls(earliest=earliest, latest=now + timedelta(seconds=future_seconds))
+
+
+class Upload(rules.CheckedPoints):
+    """The points of an upload to store, and a tally of those set aside outside its window."""
+
+    def __init__(self, window: Window | None = None) -> None:
+        super().__init__()
+        self.window = window
+        self.too_early = 0
+        self.too_late = 0
+        self.earliest_set_aside: int | None = None
+        self.latest_set_aside: int | None = None
+
+    @property
+    def set_aside(self) -> int:
+        return self.too_early + self.too_late
+
+    def keep(self, time_us: int, earliest_us: int, latest_us: int) -> bool:
+        """Whether a point at ``time_us`` is stored; counts it as set aside otherwise."""
+        if earliest_us <= time_us <= latest_us:
+            return True
+        if time_us < earliest_us:
+            self.too_early += 1
+        else:
+            self.too_late += 1
+        if self.earliest_set_aside is None or time_us < self.earliest_set_aside:
+            self.earliest_set_aside = time_us
+        if self.latest_set_aside is None or time_us > self.latest_set_aside:
+            self.latest_set_aside = time_us
+        return False
+
+    def note(self) -> str:
+        """Why points were set aside, e.g. for the answer's message ('' when none were)."""
+        if not self.set_aside or self.window is None:
+            return ""
+        reasons = []
+        for count, where, why in (
+            (
+                self.too_early,
+                self.window.earliest,
+                "epoch seconds where milliseconds are expected?",
+            ),
+            (self.too_late, self.window.latest, "a clock ahead?"),
+        ):
+            if count:
+                side = "before" if where is self.window.earliest else "after"
+                their = "their times lie" if count == self.set_aside else f"{count} lie"
+                reasons.append(f"{their} {side} {_day_or_instant(where)} ({why})")
+        points = "point" if self.set_aside == 1 else "points"
+        return f"{self.set_aside} {points} set aside: " + "; ".join(reasons)
+
+    def tally(self) -> dict[str, object]:
+        """The answer's keys about points set aside."""
+        return {
+            "set_aside": self.set_aside,
+            "earliest_set_aside": _instant(self.earliest_set_aside),
+            "latest_set_aside": _instant(self.latest_set_aside),
+        }
+
+
+def _day_or_instant(moment: datetime) -> str:
+    return (
+        moment.date().isoformat()
+        if moment.time() == datetime.min.time()
+        else (format_instant(moment))
+    )
+
+
+def _instant(time_us: int | None) -> str | None:
+    return None if time_us is None else format_instant(from_us(time_us))
+
+
 def parse_value(raw: object) -> Value:
     """A point's value as stored; ValueError with the reason otherwise."""
     if isinstance(raw, bool):
@@ -148,10 +240,16 @@ def parse_value(raw: object) -> Value:
 
 
 def parse_upload(
-    *, imei: str, measurement: object, tags: Mapping[str, Any], fields: Mapping[str, Any]
-) -> rules.CheckedPoints:
+    *,
+    imei: str,
+    measurement: object,
+    tags: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    window: Window | None = None,
+) -> Upload:
     """The readings of one upload, every rule checked (see the module's docstring; they are
-    stricter than the hot stores' own, which need not check these points again)."""
+    stricter than the hot stores' own, which need not check these points again); those outside
+    ``window`` (when given) are set aside, counted, and logged once (INFO)."""
     name = check_api_name(measurement, "measurement")
     tag_tuple = normal_tags(check_tags(tags, imei))
     if not isinstance(fields, Mapping):
@@ -161,7 +259,11 @@ def parse_upload(
     total = sum(len(v) for v in fields.values() if isinstance(v, Sequence))
     if total > MAX_POINTS:
         raise BadRequest(f"Too many points: {total}; at most {MAX_POINTS} per request")
-    points = rules.CheckedPoints()
+    points = Upload(window)
+    earliest_us, latest_us = EARLIEST_US, LATEST_US - 1
+    if window is not None:
+        earliest_us = max(earliest_us, to_us(window.earliest))
+        latest_us = min(latest_us, to_us(window.latest))
     for field, pairs in fields.items():
         check_field_name(field)
         if not isinstance(pairs, list):
@@ -179,7 +281,14 @@ def parse_upload(
                 kind = this
             except ValueError as exc:
                 raise BadRequest(f"Invalid point {field}[{i}]: {exc}") from None
-            points.append(Point(imei, name, tag_tuple, field, time_us, value))
+            if points.keep(time_us, earliest_us, latest_us):
+                points.append(Point(imei, name, tag_tuple, field, time_us, value))
+    if points.set_aside:
+        log.info(
+            "Upload for #%s: %s (of %d; earliest %s, latest %s)",
+            imei, points.note(), points.set_aside + len(points),
+            _instant(points.earliest_set_aside), _instant(points.latest_set_aside),
+        )  # fmt: skip
     return points
 
 

@@ -17,8 +17,9 @@ from solarfleet.auth.principal import Principal
 from solarfleet.db import utcnow, write_session
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.device_auth import UnitImei
+from solarfleet.settings import Settings
 from solarfleet.telemetry import ingest, reads
-from solarfleet.telemetry.points import Point, from_us, to_us
+from solarfleet.telemetry.points import from_us, to_us
 from solarfleet.telemetry.store import ArchiveReaderDep, HotStoreDep
 from solarfleet.timeparse import format_instant
 
@@ -56,15 +57,26 @@ class Upload(BaseModel):
     )
 
 
+def _window(settings: Settings) -> ingest.Window:
+    """The instants an upload's points are stored at (the others are set aside)."""
+    return ingest.Window.around(
+        utcnow(),
+        earliest=settings.telemetry_earliest,
+        future_seconds=settings.telemetry_future_seconds,
+    )
+
+
 def _store(
     factory: sessionmaker[Session],
     hot: Any,
     imei: str,
-    points: list[Point],
+    points: ingest.Upload,
     max_series: int,
     principal: Principal | None = None,
 ) -> Response:
-    """Scope check (operators), dirty mark committed, hot write: one write transaction."""
+    """Scope check (operators), dirty mark committed, hot write: one write transaction. The
+    answer names the points set aside (outside the plausible window) but stays a 200: the unit
+    drops its buffer instead of re-sending them forever."""
     with write_session(factory) as session:
         if principal is not None:
             get_unit(session=session, principal=principal, imei=imei)
@@ -76,7 +88,11 @@ def _store(
         times = [p.time_us for p in points]
         data["oldest"] = format_instant(from_us(min(times)))
         data["newest"] = format_instant(from_us(max(times)))
-    return success(f"{written} points written for #{imei}", data)
+    message = f"{written} points written for #{imei}"
+    if points.set_aside:
+        data.update(written=written, **points.tally())
+        message += f"; {points.note()}"
+    return success(message, data)
 
 
 @router.post(
@@ -94,8 +110,9 @@ def upload_readings(
 ) -> Response:
     key = parse_key(PRODUCTS, imei)
     points = ingest.parse_upload(
-        imei=key, measurement=body.measurement, tags=body.tags, fields=body.fields
-    )  # validated before any database work
+        imei=key, measurement=body.measurement, tags=body.tags, fields=body.fields,
+        window=_window(settings),
+    )  # fmt: skip  # validated before any database work
     return _store(factory, hot, key, points, settings.telemetry_max_series_per_unit, principal)
 
 
@@ -104,8 +121,9 @@ def unit_upload(
     imei: UnitImei, body: Upload, factory: FactoryDep, hot: HotStoreDep, settings: SettingsDep
 ) -> Response:
     points = ingest.parse_upload(
-        imei=imei, measurement=body.measurement, tags=body.tags, fields=body.fields
-    )
+        imei=imei, measurement=body.measurement, tags=body.tags, fields=body.fields,
+        window=_window(settings),
+    )  # fmt: skip
     return _store(factory, hot, imei, points, settings.telemetry_max_series_per_unit)
 
 
