@@ -50,6 +50,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (a busy server spends a core's share on it)")
+    ] = True,
 ) -> None:
     """Run the API (an embedded SQLite database is upgraded first)."""
     import uvicorn
@@ -69,6 +72,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
         server_header=False,
         # The app decides whom to believe about the client's address (SOLARFLEET_TRUSTED_PROXIES,
         # solarfleet.auth.proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.

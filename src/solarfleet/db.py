@@ -239,20 +239,15 @@ def close_quietly(session: Session) -> None:
         session.invalidate()
 
 
-@contextmanager
-def request_session(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+def request_session(factory: sessionmaker[Session], *, write: bool = False) -> Session:
     """The session of a request dependency (``write``: SQLite's write lock from BEGIN).
 
     Nothing is done with the database here: the first statement, in the endpoint's thread,
     checks a connection out and BEGINs (``write``: BEGIN IMMEDIATE, see :func:`write_factory`).
-    FastAPI enters a dependency in one worker thread and runs the endpoint in another. A
-    dependency that took the write lock held it while its request waited for a free thread;
+    A dependency that took the write lock held it while its request waited for a free thread;
     when every thread was taken by requests waiting for that lock, nothing moved until SQLite's
     busy timeout answered them 503 "database is locked" (found by bench/load.py: 50 clients, one
-    process). Likewise a pooled connection is held only while the endpoint runs.
+    process). Likewise a pooled connection is held only while the endpoint runs. The caller
+    closes it (:func:`close_quietly`).
     """
-    session = (write_factory(factory) if write else read_factory(factory))()
-    try:
-        yield session
-    finally:
-        close_quietly(session)
+    return (write_factory(factory) if write else read_factory(factory))()

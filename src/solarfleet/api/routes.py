@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from solarfleet.api import crud
-from solarfleet.api.deps import SessionDep, SettingsDep, WriteSessionDep, requires
+from solarfleet.api.deps import SessionDep, SessionRoute, SettingsDep, WriteSessionDep, requires
 from solarfleet.api.query import QueryLimits, parse_q
 from solarfleet.api.responses import JSONBody
 from solarfleet.api.schemas import ErrorBody, body_models, output_model, page_model
@@ -40,7 +40,9 @@ def _values(spec: ResourceSpec, body: BaseModel, *, update: bool = False) -> dic
 
 
 def resource_router(registry: Registry, spec: ResourceSpec) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name], responses=ERRORS)
+    router = APIRouter(
+        prefix=f"/v1/{spec.name}", tags=[spec.name], responses=ERRORS, route_class=SessionRoute
+    )
     if spec.own_routes:
         return router
     create_body, update_body = body_models(spec)

@@ -82,8 +82,8 @@ def authenticate(
     """The principal behind the Authorization header; extends the token's expiry."""
     token_hash = hash_token(parse_authorization(header))
     now = utcnow()
-    with factory() as session:
-        row = session.execute(_BY_HASH, {"token_hash": token_hash}).one_or_none()
+    with factory.kw["bind"].connect() as conn:  # a bare connection: no session to set up
+        row = conn.execute(_BY_HASH, {"token_hash": token_hash}).one_or_none()
     if row is None or not row.is_active:
         raise Unauthorized("Invalid token")
     if row.expires_at <= now:

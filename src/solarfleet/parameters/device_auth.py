@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBasic
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from solarfleet.db import request_session
+from solarfleet.api.deps import open_session
 from solarfleet.errors import Unauthorized
 from solarfleet.fleet.models import DEVICE_KEY_LENGTH, Product
 
 _DUMMY_KEY = "x" * DEVICE_KEY_LENGTH  # compared against when the IMEI is unknown
+# Built once: every unit's every request looks its key up.
+_DEVICE_KEY = select(Product.device_key).where(Product.product_imei == bindparam("imei"))
 
 
 class DeviceUnauthorized(Unauthorized):
@@ -42,12 +45,12 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return imei, key
 
 
-def authenticate_unit(*, session: Session, header: str | None) -> str:
+def authenticate_unit(*, session: Session | Connection, header: str | None) -> str:
     """The IMEI of the unit whose device key is in the header; 401 otherwise."""
     imei, key = parse_basic(header)
     stored = None
     if imei.isascii() and imei.isdigit() and len(imei) <= 15:
-        stored = session.scalar(select(Product.device_key).where(Product.product_imei == imei))
+        stored = session.scalar(_DEVICE_KEY, {"imei": imei})
     expected = stored if stored is not None else _DUMMY_KEY
     matches = hmac.compare_digest(key.encode(), expected.encode())
     if stored is None or not matches:
@@ -70,16 +73,16 @@ UNIT_BASIC = _DeclaredBasic(
 
 
 def get_unit_imei(request: Request, _declared: Annotated[None, Security(UNIT_BASIC)]) -> str:
-    with request.app.state.sessions() as session:
-        return authenticate_unit(session=session, header=request.headers.get("authorization"))
+    with request.app.state.engine.connect() as conn:  # a bare connection: no session to set up
+        return authenticate_unit(session=conn, header=request.headers.get("authorization"))
 
 
 UnitImei = Annotated[str, Depends(get_unit_imei)]
 
 
-def get_unit_write_session(request: Request, _unit: UnitImei) -> Iterator[Session]:
+async def get_unit_write_session(request: Request, _unit: UnitImei) -> AsyncIterator[Session]:
     """A write session (SQLite write lock from BEGIN), opened once the unit is authenticated."""
-    with request_session(request.app.state.sessions, write=True) as session:
+    async with open_session(request, write=True) as session:
         yield session
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from solarfleet.db import utcnow
@@ -60,47 +60,53 @@ def storable(text: str) -> str:
     return safe.replace("\x00", "\\x00")[:NOTE_VALUE_LIMIT]
 
 
-def current_parts(session: Session, imei: str) -> list[int]:
-    return list(
-        session.scalars(
-            select(PartProductLinker.part_id)
-            .where(PartProductLinker.product_imei == imei, PartProductLinker.date_removed.is_(None))
-            .order_by(PartProductLinker.part_id)
-        )
+# What a unit polls for, built once with bind parameters (issue 11): every unit asks often, and
+# building and cache-keying these selects cost more than running them.
+_IMEI = bindparam("imei")
+_ENABLE_FLAG = select(Product.desired_enable_flag).where(Product.product_imei == _IMEI)
+_CURRENT_PARTS = (
+    select(PartProductLinker.part_id)
+    .where(PartProductLinker.product_imei == _IMEI, PartProductLinker.date_removed.is_(None))
+    .order_by(PartProductLinker.part_id)
+)
+_PENDING_PRODUCT = (
+    select(
+        ProductParameter.product_parameter_id,
+        ProductParameter.parameter_type_id,
+        ProductParameter.value,
     )
+    .where(ProductParameter.product_imei == _IMEI, ProductParameter.status == "pending")
+    .order_by(ProductParameter.product_parameter_id)
+)
+_PENDING_PARTS = (
+    select(
+        PartParameter.part_parameter_id,
+        PartParameter.part_id,
+        PartParameter.parameter_type_id,
+        PartParameter.value,
+    )
+    .join(PartProductLinker, PartProductLinker.part_id == PartParameter.part_id)
+    .where(
+        PartProductLinker.product_imei == _IMEI,
+        PartProductLinker.date_removed.is_(None),
+        PartParameter.status == "pending",
+    )
+    .order_by(PartParameter.part_parameter_id)
+)
+
+
+def current_parts(session: Session, imei: str) -> list[int]:
+    return list(session.scalars(_CURRENT_PARTS, {"imei": imei}))
 
 
 def remote_config(*, session: Session, imei: str) -> dict[str, Any]:
     """What the unit should run: its desired enable flag and every pending value."""
-    unit = session.get(Product, imei)
+    unit = session.execute(_ENABLE_FLAG, {"imei": imei}).one_or_none()
     if unit is None:  # deleted since the credentials were checked
         raise Unauthorized("Invalid unit credentials")
-    product_rows = session.execute(
-        select(
-            ProductParameter.product_parameter_id,
-            ProductParameter.parameter_type_id,
-            ProductParameter.value,
-        )
-        .where(ProductParameter.product_imei == imei, ProductParameter.status == "pending")
-        .order_by(ProductParameter.product_parameter_id)
-    )
+    product_rows = session.execute(_PENDING_PRODUCT, {"imei": imei})
     parts: dict[str, list[dict[str, Any]]] = {str(p): [] for p in current_parts(session, imei)}
-    part_rows = session.execute(
-        select(
-            PartParameter.part_parameter_id,
-            PartParameter.part_id,
-            PartParameter.parameter_type_id,
-            PartParameter.value,
-        )
-        .join(PartProductLinker, PartProductLinker.part_id == PartParameter.part_id)
-        .where(
-            PartProductLinker.product_imei == imei,
-            PartProductLinker.date_removed.is_(None),
-            PartParameter.status == "pending",
-        )
-        .order_by(PartParameter.part_parameter_id)
-    )
-    for row in part_rows:
+    for row in session.execute(_PENDING_PARTS, {"imei": imei}):
         parts[str(row.part_id)].append(
             {
                 "part_parameter_id": row.part_parameter_id,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
-from solarfleet.api.deps import SessionDep, WriteSessionDep, requires
+from solarfleet.api.deps import SessionDep, SessionRoute, WriteSessionDep, requires
 from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
@@ -19,7 +19,9 @@ from solarfleet.parameters import history, notes, service
 from solarfleet.timeparse import format_instant, parse_instant
 
 router = APIRouter(
-    tags=["parameters"], responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409)}
+    tags=["parameters"],
+    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409)},
+    route_class=SessionRoute,
 )
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]

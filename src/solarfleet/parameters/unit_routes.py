@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from solarfleet.api.deps import SessionDep, SettingsDep
+from solarfleet.api.deps import SessionDep, SessionRoute, SettingsDep
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.parameters import reports
@@ -16,6 +16,7 @@ router = APIRouter(
     prefix="/v1/rc_data",
     tags=["units"],
     responses={c: {"model": ErrorBody} for c in (400, 401)},
+    route_class=SessionRoute,
 )
 
 
