@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from solarfleet.auth.permissions import UNKNOWN_ENTITY_ID
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part_last_seen, unit_criterion
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
 from solarfleet.fleet.models import Entity, Part, PartProductLinker, PartType, Product
 from solarfleet.fleet.models import ProductEntityLinker as EntityLink
+from solarfleet.fleet.scope import by_part_last_seen, unit_criterion
 
 
 def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:

@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, NotFound
 from solarfleet.fleet.models import ParameterType, Part, PartType, Product, ProductType
+from solarfleet.fleet.scope import by_part
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_value
