@@ -60,10 +60,10 @@ from sqlalchemy import event, insert
 import solarfleet.models  # noqa: F401  (every table known to the metadata)
 from solarfleet.api import crud
 from solarfleet.api.query import parse_q
-from solarfleet.api.registry import REGISTRY
 from solarfleet.auth.principal import Principal
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.fleet.models import Product, ProductType
+from solarfleet.resources import REGISTRY
 from solarfleet.schema import upgrade
 from solarfleet.settings import Settings
 

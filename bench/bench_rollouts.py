@@ -39,10 +39,10 @@ from _common import machine
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Engine
 
-from solarfleet.api.registry import REGISTRY
 from solarfleet.auth.principal import SYSTEM_PRINCIPAL
 from solarfleet.db import make_engine, make_sessionmaker, utcnow, write_session
 from solarfleet.fleet.models import ParameterType, Product, ProductType
+from solarfleet.resources import REGISTRY
 from solarfleet.rollouts.advance import AdvanceReport, _step
 from solarfleet.rollouts.models import ParameterRollout
 from solarfleet.rollouts.service import create_rollout

@@ -13,7 +13,7 @@ What it does:
 1. a temporary data dir and a new database (SQLite under the data dir, or a database of its own
    on the PostgreSQL server of ``--pg-url``), brought to the newest schema by the project's
    migrations (``solarfleet.schema.upgrade``), loaded with the demo fleet
-   (``solarfleet.fleet.demo.load_demo``: ``--units`` units of three product types, parts, some
+   (``solarfleet.demo.load_demo``: ``--units`` units of three product types, parts, some
    active parameters) and ``--operators`` ADMIN/GLOBAL users with an API token each;
 2. starts the API as ``solarfleet serve`` runs it (uvicorn, factory
    ``solarfleet.app:app_from_environment``), with the access log off: one worker process on
@@ -156,7 +156,7 @@ def build_fleet(url: str, data_dir: Path, units: int, operators: int) -> Fleet:
 
     import solarfleet.models  # noqa: F401  (every table known to the metadata)
     from solarfleet.db import make_engine, make_sessionmaker
-    from solarfleet.fleet.demo import load_demo
+    from solarfleet.demo import load_demo
     from solarfleet.fleet.models import ParameterType, Product
     from solarfleet.schema import upgrade
     from solarfleet.settings import Settings

@@ -22,13 +22,16 @@ def run_together(
     errors: list[BaseException] = []
 
     def loop(i: int) -> None:
-        client = make_client()
-        barrier.wait()
         try:
+            client = make_client()
+            barrier.wait()
             while time.monotonic() < stop and not errors:
                 results[i].append(jobs[i](client))
+        except threading.BrokenBarrierError:
+            pass  # another job failed before the start: its error is the one raised
         except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
             errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(jobs))]
     for t in threads:

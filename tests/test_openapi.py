@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
-from solarfleet.api.registry import REGISTRY
+from solarfleet.resources import REGISTRY
 
 
 def test_openapi_document_is_valid(client: TestClient) -> None:

@@ -17,14 +17,13 @@ from starlette.responses import Response
 
 from solarfleet import __version__
 from solarfleet.api import openapi
+from solarfleet.api.auth_routes import router as auth_router
 from solarfleet.api.in_flight import InFlight
 from solarfleet.api.limits import BodySizeLimit
-from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import error
 from solarfleet.api.routes import resource_router
 from solarfleet.auth import passwords
 from solarfleet.auth.gates import login_gates
-from solarfleet.auth.routes import router as auth_router
 from solarfleet.console import console_app
 from solarfleet.db import make_engine, make_sessionmaker
 from solarfleet.errors import MethodNotAllowed, ServiceUnavailable, SolarfleetError
@@ -32,6 +31,7 @@ from solarfleet.fleet.routes import router as fleet_router
 from solarfleet.migration.routes import router as migration_router
 from solarfleet.parameters.routes import router as parameters_router
 from solarfleet.parameters.unit_routes import router as unit_router
+from solarfleet.resources import REGISTRY
 from solarfleet.rollouts.routes import router as rollouts_router
 from solarfleet.rollouts.ticker import run_ticker
 from solarfleet.settings import Settings

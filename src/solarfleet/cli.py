@@ -7,8 +7,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import solarfleet.resources  # noqa: F401  (assembles the registry the commands read)
 from solarfleet.migration.cli import register as register_migration
 from solarfleet.rollouts.cli import register as register_rollouts
+from solarfleet.schema import engine_for as _engine
+from solarfleet.schema import upgrade_for as _upgrade
 from solarfleet.settings import Settings
 
 app = typer.Typer(help="solarfleet: backend for fleets of pay-as-you-go solar home systems.")
@@ -19,22 +22,6 @@ app.add_typer(users_app, name="users")
 register_migration(app)  # telemetry migrate|verify|compact, worker
 register_rollouts(app)  # rollouts create|list|show|pause|resume|cancel, simulate
 console = Console()
-
-
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from solarfleet.db import make_engine
-
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.effective_database_url)
-
-
-def _upgrade(settings: Settings) -> None:
-    from solarfleet.schema import upgrade
-
-    engine = _engine(settings)
-    upgrade(engine)
-    engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -145,7 +132,7 @@ def demo() -> None:
     """Load a demo fleet (running it again adds nothing twice)."""
     from solarfleet.auth import passwords
     from solarfleet.db import make_sessionmaker
-    from solarfleet.fleet.demo import load_demo, load_demo_telemetry
+    from solarfleet.demo import load_demo, load_demo_telemetry
     from solarfleet.telemetry.store import make_hot_store
 
     settings = Settings()

@@ -7,7 +7,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, create_engine, event
@@ -35,6 +35,13 @@ WRITE = {"sqlite_immediate": True}
 def utcnow() -> datetime:
     """Now, in UTC, without a zone (how every timestamp is stored)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def moments() -> tuple[datetime, datetime]:
+    """Two instants, the second strictly after the first (an expiry's date_added, date_removed)."""
+    first = utcnow()
+    second = utcnow()
+    return first, max(second, first + timedelta(microseconds=1))
 
 
 class Base(DeclarativeBase):

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from solarfleet.settings import Settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -23,3 +25,19 @@ def alembic_config(engine: Engine | None = None) -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply every migration the database lacks."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def engine_for(settings: Settings) -> Engine:
+    """An engine on the configured database (SQLite: its directory made)."""
+    from solarfleet.db import make_engine
+
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.effective_database_url)
+
+
+def upgrade_for(settings: Settings) -> None:
+    """Bring the configured database to head (the commands' first step)."""
+    engine = engine_for(settings)
+    upgrade(engine)
+    engine.dispose()

@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 
-from solarfleet.api.registry import REGISTRY
 from solarfleet.api.spec import ResourceSpec
 from solarfleet.auth.models import Token, User
 from solarfleet.auth.permissions import LEVELS, RANK
 from solarfleet.db import utcnow
 from solarfleet.fleet.models import PartProductLinker
 from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.resources import REGISTRY
 from solarfleet.settings import Settings
 from tests.factories import PASSWORD, Factory
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect as sa_inspect
 
-from solarfleet.api.registry import REGISTRY
 from solarfleet.auth.principal import SYSTEM_PRINCIPAL
+from solarfleet.resources import REGISTRY
 from tests.conftest import make_settings
 from tests.factories import Factory
 

@@ -17,11 +17,11 @@ from sqlalchemy import text
 
 from solarfleet.api.in_flight import InFlight
 from solarfleet.api.query import QueryLimits, compile_query, parse_q
-from solarfleet.api.registry import REGISTRY
 from solarfleet.auth.principal import SYSTEM_PRINCIPAL
 from solarfleet.db import make_engine
 from solarfleet.errors import BadRequest, TooManyRequests
 from solarfleet.fleet.models import PartProductLinker, Product
+from solarfleet.resources import REGISTRY
 from solarfleet.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import Factory

@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from solarfleet.api.registry import REGISTRY
 from solarfleet.auth.models import Token, User
 from solarfleet.auth.permissions import UNKNOWN_ENTITY_ID
 from solarfleet.auth.tokens import hash_token
@@ -31,6 +30,7 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.resources import REGISTRY
 from tests.factories import Factory
 
 Headers = dict[str, str]

@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnElement, Null
 
-from solarfleet.api.registry import REGISTRY
+from solarfleet.resources import REGISTRY
 
 
 def _side(element: Any) -> str:

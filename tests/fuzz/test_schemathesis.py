@@ -50,10 +50,10 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
 from solarfleet.api.query import OP_ALIASES
-from solarfleet.api.registry import REGISTRY
 from solarfleet.app import create_app
 from solarfleet.db import Base, utcnow
 from solarfleet.migration.models import ProductMigrationHistory
+from solarfleet.resources import REGISTRY
 from solarfleet.settings import Settings
 from tests.factories import Factory
 

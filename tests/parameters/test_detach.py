@@ -187,7 +187,7 @@ def test_values_set_racing_detaches_never_outlive_the_part_on_its_unit(
         return client.post(url, json=body, headers=fleet.admin).status_code
 
     assert _detach(TestClient(app), fleet.unit, fleet.part, tech).status_code == 200
-    results = run_together(app, [technician, operator, operator], seconds=4)
+    results = run_together(lambda: TestClient(app), [technician, operator, operator], seconds=4)
     assert set(results[0]) == {(201, 200)}, results[0]
     sets = [s for job in results[1:] for s in job]
     assert set(sets) <= {201, 400} and 201 in sets, sets

@@ -103,15 +103,25 @@ class Registry:
     """Every resource, by name and by model."""
 
     def __init__(self, specs: list[ResourceSpec]) -> None:
+        self.install(specs)
+
+    def install(self, specs: list[ResourceSpec]) -> None:
+        """Hold ``specs`` (the app's registry is made empty below the domains, then filled)."""
         self.specs = specs
         self.by_name = {s.name: s for s in specs}
         self.by_model = {s.model: s for s in specs}
         self.by_table = {s.model.__tablename__: s for s in specs}  # type: ignore[attr-defined]
 
+    def _assembled(self) -> None:
+        if not self.specs:  # a scope rule must never be missed because nothing was installed
+            raise RuntimeError("the registry is empty: import solarfleet.resources first")
+
     def catalog(self, principal: Principal) -> RequestCatalog:
+        self._assembled()
         return RequestCatalog(self, principal)
 
     def scope(self, entity: Any, principal: Principal) -> ColumnElement[bool] | None:
+        self._assembled()
         spec = self.by_model.get(sa_inspect(entity).mapper.class_)
         if spec is None or spec.scope is None:
             return None

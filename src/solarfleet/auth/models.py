@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from solarfleet.auth.permissions import LEVELS, SCOPES
 from solarfleet.db import Base, MetaColumns
-from solarfleet.fleet.models import Entity
 from solarfleet.types import choice_column
 
 
@@ -30,7 +30,9 @@ class User(MetaColumns, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
 
-    entity: Mapped[Entity | None] = relationship()
+    # "Entity" by name: auth sits below the fleet and does not import it (SQLAlchemy finds the
+    # class in the declarative registry when the mappers are configured).
+    entity: Mapped[Any] = relationship("Entity")
 
 
 class Token(MetaColumns, Base):

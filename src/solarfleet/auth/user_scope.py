@@ -1,7 +1,7 @@
 """Scope over users (SPEC §2): scope binds every permission level, SYSTEM included.
 
 An ENTITY user sees and manages only the ENTITY users of its own entity: the criterion below is
-the users resource's scope rule (``api/registry.py``), so a user outside it answers 404 like a
+the users resource's scope rule (``api/users.py``), so a user outside it answers 404 like a
 unit outside scope, in lists, by id and on PUT/DELETE. What a write may make of a user is
 checked by :func:`check_grant`: nobody gives more permission than it holds, and an ENTITY user
 neither widens a scope (its own or another's) to GLOBAL nor moves a user to another entity.

@@ -8,11 +8,11 @@ from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
 from solarfleet.api.deps import SessionDep, WriteSessionDep, requires
-from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
 from solarfleet.fleet import service
+from solarfleet.fleet.resources import PARTS, PRODUCTS
 
 router = APIRouter(
     prefix="/v1/products/{imei}",
@@ -22,7 +22,6 @@ router = APIRouter(
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Technical = Annotated[Principal, Depends(requires("TECHNICAL"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]
-PRODUCTS = REGISTRY.by_name["products"]
 
 
 class EntityBody(BaseModel):
@@ -90,7 +89,7 @@ def detach_part(
     imei: str, part_id: str, principal: Technical, session: WriteSessionDep
 ) -> Response:
     key = parse_key(PRODUCTS, imei)
-    pid = parse_key(REGISTRY.by_name["parts"], part_id)
+    pid = parse_key(PARTS, part_id)
     service.detach_part(session=session, principal=principal, imei=key, part_id=pid)
     session.commit()
     parts = service.unit_parts(session=session, principal=principal, imei=key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,12 +12,11 @@ from sqlalchemy.orm import Session
 
 from solarfleet.auth.permissions import UNKNOWN_ENTITY_ID
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part_last_seen, unit_criterion
-from solarfleet.db import utcnow
+from solarfleet.db import moments, utcnow
 from solarfleet.errors import BadRequest, Conflict, Forbidden, NotFound
 from solarfleet.fleet.models import Entity, Part, PartProductLinker, PartType, Product
 from solarfleet.fleet.models import ProductEntityLinker as EntityLink
-from solarfleet.parameters.expiry import expire_part_pending, moments
+from solarfleet.fleet.scope import by_part_last_seen, unit_criterion
 
 
 def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:
@@ -176,7 +177,7 @@ def detach_part(*, session: Session, principal: Principal, imei: str, part_id: i
     at = moments()
     link.date_removed = link.modified_at = at[1]
     link.modified_by = principal.username
-    expire_part_pending(session, [part_id], principal, at)
+    _released(session, [part_id], principal, at)
 
 
 def release_parts(session: Session, unit: Product, principal: Principal) -> None:
@@ -189,7 +190,27 @@ def release_parts(session: Session, unit: Product, principal: Principal) -> None
     )
     locked = select(Part.part_id).where(Part.part_id.in_(on_unit)).order_by(Part.part_id)
     part_ids = session.scalars(locked.with_for_update()).all()
-    expire_part_pending(session, part_ids, principal, moments())
+    _released(session, part_ids, principal, moments())
+
+
+# Told, in the same transaction, when parts leave the unit they sat on (a detach, or their unit
+# deleted): the parameters domain expires the values asked of them there. Domains above fleet
+# register themselves (fleet imports none of them).
+PartsReleased = Callable[[Session, Collection[int], Principal, tuple[datetime, datetime]], None]
+_listeners: list[PartsReleased] = []
+
+
+def on_parts_released(listener: PartsReleased) -> PartsReleased:
+    if listener not in _listeners:
+        _listeners.append(listener)
+    return listener
+
+
+def _released(
+    session: Session, part_ids: Collection[int], principal: Principal, at: tuple[datetime, datetime]
+) -> None:
+    for listener in _listeners:
+        listener(session, part_ids, principal, at)
 
 
 PART_FIELDS = ("part_id", "serial_number", "part_type_id", "properties", "manufacturer")

@@ -31,8 +31,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _open(settings: Settings):  # type: ignore[no-untyped-def]
-    from solarfleet.cli import _engine, _upgrade
     from solarfleet.db import make_sessionmaker
+    from solarfleet.schema import engine_for as _engine
+    from solarfleet.schema import upgrade_for as _upgrade
     from solarfleet.telemetry.archive import Archive
     from solarfleet.telemetry.store import make_hot_store
 

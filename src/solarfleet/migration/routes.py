@@ -14,7 +14,7 @@ from solarfleet.api.deps import SessionDep, requires
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import unit_criterion
+from solarfleet.fleet.scope import unit_criterion
 from solarfleet.migration.models import ProductMigrationHistory
 from solarfleet.telemetry.models import TelemetryDirty
 from solarfleet.telemetry.points import to_us

@@ -9,21 +9,15 @@ immediately after the other.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.db import utcnow
+from solarfleet.db import moments
+from solarfleet.fleet.service import on_parts_released
 from solarfleet.parameters.models import PartParameter, ProductParameter
-
-
-def moments() -> tuple[datetime, datetime]:
-    """Two instants, the second strictly after the first (an expiry's date_added, date_removed)."""
-    first = utcnow()
-    second = utcnow()
-    return first, max(second, first + timedelta(microseconds=1))
 
 
 def expire(
@@ -56,3 +50,8 @@ def expire_part_pending(
         )
     ).all()
     expire(session, pending, principal, at)
+
+
+on_parts_released(expire_part_pending)  # a detach, or a unit deleted, expires these
+
+__all__ = ["expire", "expire_part_pending", "moments"]

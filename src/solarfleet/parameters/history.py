@@ -9,7 +9,7 @@ became.
 
 A unit's full history lists every part that was ever on it, each with the rows that lived while
 the part was on it; the set at ``t`` lists the parts on the unit at ``t``. For ENTITY users a part
-row also passes :func:`~solarfleet.auth.scope.by_part_history` (no row from another entity's time).
+row also passes :func:`~solarfleet.fleet.scope.by_part_history` (no row from another entity's time).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, aliased
 
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part_history
 from solarfleet.fleet.models import PartProductLinker
+from solarfleet.fleet.scope import by_part_history
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.service import PART_FIELDS, PRODUCT_FIELDS

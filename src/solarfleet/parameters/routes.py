@@ -10,11 +10,11 @@ from starlette.responses import Response
 
 from solarfleet.api.crud import parse_key
 from solarfleet.api.deps import SessionDep, SessionRoute, WriteSessionDep, requires
-from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
 from solarfleet.errors import BadRequest, show_value
+from solarfleet.fleet.resources import PARTS, PRODUCTS
 from solarfleet.parameters import history, notes, service
 from solarfleet.timeparse import format_instant, parse_instant
 
@@ -25,8 +25,6 @@ router = APIRouter(
 )
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]
-PRODUCTS = REGISTRY.by_name["products"]
-PARTS = REGISTRY.by_name["parts"]
 DATE_DOC = "An instant: ISO-8601 with or without zone, a date, or epoch milliseconds"
 
 

@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_part
 from solarfleet.db import utcnow
 from solarfleet.errors import BadRequest, Conflict, NotFound
 from solarfleet.fleet.models import (
@@ -26,6 +25,7 @@ from solarfleet.fleet.models import (
     Product,
     ProductType,
 )
+from solarfleet.fleet.scope import by_part
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.expiry import expire, moments
 from solarfleet.parameters.models import PartParameter, ProductParameter

@@ -41,9 +41,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import unit_criterion
 from solarfleet.db import utcnow, write_session
 from solarfleet.fleet.models import Part, PartProductLinker, Product
+from solarfleet.fleet.scope import unit_criterion
 from solarfleet.parameters.models import PartParameter, ProductParameter, UnitReportNote
 from solarfleet.rollouts.models import (
     TARGET_STATES,

@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _sessions() -> sessionmaker[Session]:
-    from solarfleet.cli import _engine, _upgrade
     from solarfleet.db import make_sessionmaker
+    from solarfleet.schema import engine_for as _engine
+    from solarfleet.schema import upgrade_for as _upgrade
 
     settings = Settings()
     if settings.is_sqlite:

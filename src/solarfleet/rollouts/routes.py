@@ -19,11 +19,13 @@ from solarfleet.api.routes import Q_DOC
 from solarfleet.api.schemas import ErrorBody
 from solarfleet.api.spec import Registry, ResourceSpec
 from solarfleet.auth.principal import Principal
-from solarfleet.auth.scope import by_unit
+from solarfleet.fleet.scope import by_unit
+from solarfleet.parameters.resources import PART_PARAMETERS, PRODUCT_PARAMETERS
 from solarfleet.rollouts import service
 from solarfleet.rollouts.models import ParameterRolloutTarget
+from solarfleet.rollouts.resources import PARAMETER_ROLLOUTS
 
-SPEC = REGISTRY.by_name["parameter_rollouts"]
+SPEC = PARAMETER_ROLLOUTS
 TARGETS = ResourceSpec(
     name="parameter_rollout_targets",
     model=ParameterRolloutTarget,
@@ -32,9 +34,7 @@ TARGETS = ResourceSpec(
     relations=("product_parameter", "part_parameter"),
 )
 # The query language over a rollout's units: their columns, and the parameter rows they set.
-TARGET_REGISTRY = Registry(
-    [TARGETS, REGISTRY.by_name["product_parameters"], REGISTRY.by_name["part_parameters"]]
-)
+TARGET_REGISTRY = Registry([TARGETS, PRODUCT_PARAMETERS, PART_PARAMETERS])
 DAYS_30 = 30 * 86400
 
 router = APIRouter(

@@ -10,11 +10,11 @@ from starlette.responses import Response
 from solarfleet.api.crud import parse_key
 from solarfleet.api.deps import SessionDep, SettingsDep, get_factory, requires
 from solarfleet.api.fastjson import OrjsonRoute
-from solarfleet.api.registry import REGISTRY
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
 from solarfleet.db import utcnow, write_session
+from solarfleet.fleet.resources import PRODUCTS
 from solarfleet.fleet.service import get_unit
 from solarfleet.parameters.device_auth import UnitImei
 from solarfleet.settings import Settings
@@ -31,7 +31,6 @@ router = APIRouter(
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]
 FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
-PRODUCTS = REGISTRY.by_name["products"]
 
 
 class Upload(BaseModel):

@@ -1,8 +1,9 @@
 """Scope: which units an ENTITY user may reach, as SQL criteria on any model that holds unit data.
 
 Every query on unit data gets its criterion from here, through the resource catalog
-(``api/registry.py``), which the query language consults for the root model *and* for every model
-it reaches through a relation, a join for ordering, or ``has``/``any``. A unit with no current
+(``api/registry.py``, assembled in ``solarfleet/resources.py``), which the query language consults
+for the root model *and* for every model it reaches through a relation, a join for ordering, or
+``has``/``any``. A unit with no current
 entity belongs to the unknown entity (id 1).
 """
 
