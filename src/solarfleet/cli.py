@@ -72,13 +72,10 @@ def _check_influx(settings: Settings) -> None:
     process checks again at its start-up, see app.py)."""
     if not settings.influx_url:
         return
-    from solarfleet.telemetry.influx import InfluxConfigurationError, InfluxHotStore
+    from solarfleet.telemetry.influx import InfluxConfigurationError
+    from solarfleet.telemetry.store import influx_store
 
-    store = InfluxHotStore(
-        settings.influx_url,
-        database=settings.influx_database,
-        timeout=settings.influx_timeout_seconds,
-    )
+    store = influx_store(settings)
     try:
         store.check_access()
     except InfluxConfigurationError as exc:

@@ -228,17 +228,13 @@ def verify(
 def upgrade_influx() -> None:
     """Move InfluxDB readings of the former layout (one measurement for all units, plain field
     keys) into the current one (see solarfleet/telemetry/influx.py)."""
-    from solarfleet.telemetry.influx import InfluxHotStore
+    from solarfleet.telemetry.store import influx_store
 
     settings = Settings()
     if not settings.influx_url:
         console.print("SOLARFLEET_INFLUX_URL is not set: the embedded store needs no upgrade")
         return
-    store = InfluxHotStore(
-        settings.influx_url,
-        database=settings.influx_database,
-        timeout=settings.influx_timeout_seconds,
-    )
+    store = influx_store(settings)
     try:
         moved = store.upgrade_layout()
     finally:

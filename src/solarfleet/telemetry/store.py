@@ -32,14 +32,20 @@ class ArchiveReader(Protocol):
     ) -> list[Point]: ...
 
 
+def influx_store(settings: Settings) -> InfluxHotStore:
+    """The InfluxDB hot store that SOLARFLEET_INFLUX_URL names (which must be set)."""
+    assert settings.influx_url
+    return InfluxHotStore(
+        settings.influx_url,
+        database=settings.influx_database,
+        timeout=settings.influx_timeout_seconds,
+    )
+
+
 def make_hot_store(settings: Settings) -> HotStore:
     """InfluxDB when SOLARFLEET_INFLUX_URL is set, else the embedded store under the data folder."""
     if settings.influx_url:
-        return InfluxHotStore(
-            settings.influx_url,
-            database=settings.influx_database,
-            timeout=settings.influx_timeout_seconds,
-        )
+        return influx_store(settings)
     return EmbeddedHotStore(settings.data_dir / "hot" / "telemetry.sqlite")
 
 
