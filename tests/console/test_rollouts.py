@@ -169,6 +169,14 @@ def test_a_rollout_page_shows_the_apis_counts_phases_events_and_units(
     assert units == [[u["product_imei"], str(u["phase"]), u["state"]] for u in listed]
     assert [u[2] for u in units] == ["pending"] * 3 + ["queued"] * 9
     shoot(page, "rollout", "table.targets tbody tr td a")
+    # The next tick starts phase 2 (no wait): the page shows it without being reloaded.
+    advance(sessions, utcnow())
+    page.wait_for_function(
+        "document.querySelector('#rollout-phase').textContent === '2 / 3'", timeout=15_000
+    )
+    page.wait_for_function(
+        "document.querySelector('table.counts [data-count=pending]').textContent === '6'"
+    )
     page.click(f"table.targets a:has-text('{units[0][0]}')")
     page.wait_for_selector("#unit-fields")
     assert page.url.endswith(f"#/unit/{units[0][0]}")

@@ -99,9 +99,15 @@ async function renderList(main, { params, isCurrent }) {
   const note = h("p", { class: "muted small", id: "refreshed", "aria-live": "polite" });
   main.append(h("section", { class: "card", "aria-labelledby": "list-title" },
     h("h2", { id: "list-title" }, "Newest first"), legend(), body, note));
+  let listed = null;
   const load = async () => {
     const [answer, types] = await Promise.all([api.list("parameter_rollouts", { q, page: current, perPage: PER_PAGE }), parameterTypes()]);
     if (!isCurrent()) return false;
+    const running = answer.objects.some((r) => r.state === "running");
+    if (running) note.textContent = `A rollout is running: refreshed every ${REFRESH_MS / 1000} s (last ${new Date().toISOString().slice(11, 19)} UTC).`;
+    const seen = JSON.stringify(answer);
+    if (seen === listed) return running; // unchanged: the focused link or button stays focused
+    listed = seen;
     clear(body,
       table([
         { label: "Rollout", cell: (r) => h("a", { href: hashFor("rollouts", String(r.parameter_rollout_id)) }, `#${r.parameter_rollout_id}`) },
@@ -114,8 +120,6 @@ async function renderList(main, { params, isCurrent }) {
         { label: "Created (UTC)", cell: (r) => `${shortTime(r.created_at)} · ${r.created_by ?? "–"}` },
       ], answer.objects, { className: "rollouts cards" }),
       pager(answer, current, go, "Rollout pages"));
-    const running = answer.objects.some((r) => r.state === "running");
-    if (running) note.textContent = `A rollout is running: refreshed every ${REFRESH_MS / 1000} s (last ${new Date().toISOString().slice(11, 19)} UTC).`;
     return running;
   };
   if (await load()) keepFresh(isCurrent, load, note).start();
@@ -213,12 +217,16 @@ async function renderOne(main, { arg, params, isCurrent }) {
       ], r.events, { className: "events cards" }));
   }
 
+  let unitsShown = null;
   async function loadUnits() {
     const answer = await api.list(`parameter_rollouts/${encodeURIComponent(id)}/units`, {
       q: { order_by: [{ field: "phase", direction: "asc" }, { field: "product_imei", direction: "asc" }] },
       page: current, perPage: PER_PAGE,
     });
     if (!isCurrent()) return;
+    const seen = JSON.stringify(answer);
+    if (seen === unitsShown) return; // unchanged: the focused link or button stays focused
+    unitsShown = seen;
     clear(units,
       table([
         { label: "Unit", cell: (u) => h("a", { href: hashFor("unit", u.product_imei) }, u.product_imei) },
