@@ -78,6 +78,7 @@ export async function request(method, path, { params, body, signal } = {}) {
 
 export const get = (path, params, options = {}) => request("GET", path, { ...options, params });
 export const post = (path, body) => request("POST", path, { body });
+export const put = (path, body) => request("PUT", path, { body });
 
 export async function signIn(username, password) {
   const answer = await post("auth/login", { username, password });

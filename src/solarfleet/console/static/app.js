@@ -1,5 +1,6 @@
-// The shell: a hash router (#/fleet?…, #/unit/<imei>?…, #/migration, #/login?next=…); every
-// screen's state lives in the URL, so a view can be bookmarked, shared and reloaded.
+// The shell: a hash router (#/fleet?…, #/unit/<imei>?…, #/migration, #/rollouts[/<id>]?…,
+// #/login?next=…); every screen's state lives in the URL, so a view can be bookmarked, shared
+// and reloaded.
 
 import * as api from "./api.js";
 import { clear, message } from "./dom.js";
@@ -9,6 +10,7 @@ const screens = {
   fleet: () => import("./fleet.js"),
   unit: () => import("./unit.js"),
   migration: () => import("./migration.js"),
+  rollouts: () => import("./rollouts.js"),
 };
 
 export function parseHash(hash = location.hash) {
