@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from solarfleet.settings import Settings
-from tests.conftest import TEST_DATABASE_URL
 from tests.factories import PASSWORD
 from tests.faults.services import Server
 
@@ -49,7 +48,9 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# A module's browser, not the session's: Playwright's sync API keeps an event loop running in the
+# main thread while it is open, and later tests call asyncio.run().
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -65,10 +66,17 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def console_server(settings: Settings, folder: Path, **env: str) -> Server:
+    """A server on the test database with a data folder of its own: its hot store and archive
+    start empty, and the in-process app's (which later tests read) stay untouched."""
+    return Server(folder, SOLARFLEET_DATABASE_URL=settings.effective_database_url, **env)
+
+
 @pytest.fixture(scope="module")
-def served(app: Any, settings: Settings) -> Iterator[Server]:
-    env = {"SOLARFLEET_DATABASE_URL": TEST_DATABASE_URL} if TEST_DATABASE_URL else {}
-    server = Server(settings.data_dir, **env)
+def served(
+    app: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    server = console_server(settings, tmp_path_factory.mktemp("console"))
     yield server
     server.stop()
 

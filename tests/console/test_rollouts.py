@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from solarfleet.db import utcnow
 from solarfleet.rollouts.advance import advance
 from solarfleet.settings import Settings
-from tests.conftest import TEST_DATABASE_URL
-from tests.console.conftest import Shoot, sign_in
+from tests.console.conftest import Shoot, console_server, sign_in
 from tests.factories import Factory
 from tests.faults.services import Server
 
@@ -25,13 +24,13 @@ LABELS = ["Confirmed", "Pending", "Queued", "Failed", "Superseded", "Out of scop
 
 
 @pytest.fixture(scope="module")
-def served(app: Any, settings: Settings) -> Iterator[Server]:
+def served(
+    app: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The console's server without its rollout ticker: the tests advance rollouts themselves,
     so nothing changes between what the API answered and what the screen shows."""
-    env = {"SOLARFLEET_ROLLOUT_TICK_SECONDS": "0"}
-    if TEST_DATABASE_URL:
-        env["SOLARFLEET_DATABASE_URL"] = TEST_DATABASE_URL
-    server = Server(settings.data_dir, **env)
+    folder = tmp_path_factory.mktemp("console-rollouts")
+    server = console_server(settings, folder, SOLARFLEET_ROLLOUT_TICK_SECONDS="0")
     yield server
     server.stop()
 
