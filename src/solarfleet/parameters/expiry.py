@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.db import moments
 from solarfleet.fleet.service import on_parts_released
 from solarfleet.parameters.models import PartParameter, ProductParameter
 
@@ -26,7 +25,7 @@ def expire(
     principal: Principal,
     at: tuple[datetime, datetime],
 ) -> None:
-    """Expire pending ``rows`` at ``at`` (from ``moments()``), flushed at once so that a new
+    """Expire pending ``rows`` at ``at`` (from ``db.moments()``), flushed at once so that a new
     pending row of the same type may follow (the unique index on pending rows holds)."""
     added, removed = at
     for row in rows:
@@ -53,5 +52,3 @@ def expire_part_pending(
 
 
 on_parts_released(expire_part_pending)  # a detach, or a unit deleted, expires these
-
-__all__ = ["expire", "expire_part_pending", "moments"]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.db import utcnow
+from solarfleet.db import moments, utcnow
 from solarfleet.errors import BadRequest, Conflict, NotFound
 from solarfleet.fleet.models import (
     ParameterType,
@@ -27,7 +27,7 @@ from solarfleet.fleet.models import (
 )
 from solarfleet.fleet.scope import by_part
 from solarfleet.fleet.service import get_unit
-from solarfleet.parameters.expiry import expire, moments
+from solarfleet.parameters.expiry import expire
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_value
 
