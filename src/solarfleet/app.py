@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, OperationalError
@@ -64,20 +64,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hot_store = make_hot_store(settings)
     app.state.archive_reader = make_archive_reader(settings)
     app.state.login_gates = login_gates(settings)
-    app.include_router(auth_router)
-    app.include_router(fleet_router)
-    app.include_router(parameters_router)
-    app.include_router(unit_router)
-    app.include_router(telemetry_router)
-    app.include_router(migration_router)
-    app.include_router(rollouts_router)
-    for spec in REGISTRY.specs:
-        app.include_router(resource_router(REGISTRY, spec))
+    routers = [auth_router, fleet_router, parameters_router, unit_router, telemetry_router,
+               migration_router, rollouts_router]  # fmt: skip
+    routers += [resource_router(REGISTRY, spec) for spec in REGISTRY.specs]
+    for router in routers:
+        _add_routes(app, router)
     app.mount("/console", console_app())  # the browser console; the API never imports it
     _install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _add_routes(app: FastAPI, router: APIRouter) -> None:
+    """``router``'s routes in the app's own list, each matched by its regular expression.
+
+    ``app.include_router`` keeps a router as one entry whose routes are matched through a layer
+    of per-request bookkeeping: with our ~40 routers that layer was the whole of a 404's 1 ms
+    and a third of a millisecond before any resource's route (issue 11). Our routers carry their
+    prefix, tags, responses and route class themselves and are included with no options of their
+    own, so their routes are the same routes either way (the OpenAPI document is unchanged).
+    """
+    app.router.routes.extend(router.routes)
 
 
 @asynccontextmanager
