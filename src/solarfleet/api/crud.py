@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Select, exists, func, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,17 +116,22 @@ def list_rows(
     where = list(compiled.where)
     if compiled.group_by:
         where = [first_of_each_group(entity, compiled)]
-    total = session.scalar(select(func.count()).select_from(entity).where(*where)) or 0
+    # Core statements on the session's connection: the rows are plain columns, and the ORM's
+    # handling of a column select (and of ORM-annotated result columns) cost 0.8 ms a page of 10
+    # against 0.05 ms for the SQL itself (issue 11).
+    conn = session.connection()
+    source = sa_inspect(entity).selectable  # the table, or the as-of view's subquery
+    total = conn.scalar(select(func.count()).select_from(source).where(*where)) or 0
     matches = max(0, total - compiled.offset)
     if compiled.limit is not None:
         matches = min(matches, compiled.limit)
-    stmt = _page_select(spec, principal, entity, compiled, where)
+    stmt = _page_select(spec, principal, source, compiled, where)
     if compiled.single:
         if matches == 0:
             raise NotFound("No result found")
         if matches > 1:
             raise BadRequest("Multiple results found")
-        row = session.execute(stmt.offset(compiled.offset).limit(1)).one_or_none()
+        row = conn.execute(stmt.offset(compiled.offset).limit(1)).one_or_none()
         if row is None:  # deleted since the count (a session without one snapshot)
             raise NotFound("No result found")
         return dict(row._mapping)
@@ -133,7 +139,7 @@ def list_rows(
     count = max(0, min(per_page, matches - start))
     objects: list[dict[str, Any]] = []
     if count:
-        rows = session.execute(stmt.offset(compiled.offset + start).limit(count))
+        rows = conn.execute(stmt.offset(compiled.offset + start).limit(count))
         keys = tuple(rows.keys())  # once per page: dict(r._mapping) rebuilds them for every row
         objects = [dict(zip(keys, r, strict=True)) for r in rows]
     return {
@@ -145,9 +151,9 @@ def list_rows(
 
 
 def _page_select(
-    spec: ResourceSpec, principal: Principal, entity: Any, compiled: CompiledQuery, where: list
+    spec: ResourceSpec, principal: Principal, source: Any, compiled: CompiledQuery, where: list
 ) -> Select[Any]:
-    stmt = select(*[getattr(entity, k) for k in spec.fields_for(principal)]).select_from(entity)
+    stmt = select(*[source.c[k] for k in spec.fields_for(principal)]).select_from(source)
     for alias, onclause in compiled.joins:
         stmt = stmt.outerjoin(alias, onclause)
     return stmt.where(*where).order_by(*compiled.order_by)

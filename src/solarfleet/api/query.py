@@ -193,6 +193,11 @@ def _non_negative_int(value: Any, name: str) -> int | None:
     return value
 
 
+# (root model, relation path, use) -> alias; bounded: the paths are those of the catalog's
+# relations, at most max_relation_hops long.
+_ALIASES: dict[tuple[type, tuple[str, ...], str], Any] = {}
+
+
 class _Compiler:
     def __init__(self, catalog: Catalog, root: type, limits: QueryLimits) -> None:
         self.catalog = catalog
@@ -310,7 +315,7 @@ class _Compiler:
         relname = path[-1]
         self._follow(path)
         prop = _relationship(entity, relname)
-        alias = aliased(prop.mapper.class_)
+        alias = self._alias(path, prop, "exists")
         criterion = build(alias, path)
         scope = self.catalog.scope(alias)
         if scope is not None:
@@ -331,6 +336,22 @@ class _Compiler:
             raise limits.exceeded(
                 "max_relations", f"more than {limits.max_relations} relations followed"
             )
+
+    def _alias(self, path: tuple[str, ...], prop: RelationshipProperty[Any], use: str) -> Any:
+        """The alias of the rows reached through ``path`` from the root.
+
+        From a mapped class (not an as-of view, which is made for each request), one alias per
+        path and use serves every request: an alias builds its columns on first use, which was
+        most of building a relation filter (3 of 7 ms for two relation filters, issue 11). An
+        EXISTS and a join never share one, so that no EXISTS correlates to a joined alias.
+        """
+        if not isinstance(self.root, type):
+            return aliased(prop.mapper.class_)
+        key = (self.root, path, use)
+        alias = _ALIASES.get(key)
+        if alias is None:
+            alias = _ALIASES.setdefault(key, aliased(prop.mapper.class_))
+        return alias
 
     def _relation_target(self, model: type, relname: str) -> type:
         if relname not in self.catalog.relations(model):
@@ -380,7 +401,7 @@ class _Compiler:
                 prop = _relationship(entity, relname)
                 if prop.uselist:
                     raise BadRequest(f"Cannot order by {name!r}: {relname!r} is a to-many relation")
-                alias = aliased(prop.mapper.class_)
+                alias = self._alias(key, prop, "join")
                 onclause = getattr(entity, relname).of_type(alias)
                 scope = self.catalog.scope(alias)
                 if scope is not None:
