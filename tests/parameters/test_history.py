@@ -205,12 +205,44 @@ def test_a_bad_date_is_400(
     assert "date" in r.json()["message"]
 
 
-def test_malformed_json_body_is_400(client: TestClient, fleet: Fleet) -> None:
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{", "application/json", "Malformed JSON body"),
+        (b"[1]", "application/json", "Invalid value: Input should be an object"),
+        (b'{"date": "2016-01-01"}', "text/plain",
+         "The body must be JSON (Content-Type: application/json)"),
+        (b'{"date": "2016-01-01"}', None,
+         "The body must be JSON (Content-Type: application/json)"),
+    ],
+)  # fmt: skip
+def test_a_body_that_is_not_a_json_object_is_400(
+    client: TestClient, fleet: Fleet, body: bytes, content_type: str | None, message: str
+) -> None:
     url = f"/v1/products/{fleet.imei}/parameters/history"
-    r = client.request(
-        "GET", url, content=b"{", headers={**fleet.admin, "Content-Type": "application/json"}
-    )
-    assert r.status_code == 400
+    headers = {**fleet.admin, **({"Content-Type": content_type} if content_type else {})}
+    r = client.request("GET", url, content=body, headers=headers)
+    assert (r.status_code, r.json()["message"]) == (400, message)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/x+json"])
+def test_a_json_body_of_any_json_media_type_gives_the_date(
+    client: TestClient, fleet: Fleet, content_type: str
+) -> None:
+    url = f"/v1/products/{fleet.imei}/parameters/history"
+    headers = {**fleet.admin, "Content-Type": content_type}
+    r = client.request("GET", url, content=b'{"date": "2016-01-01"}', headers=headers)
+    assert r.status_code == 200
+    assert r.json()["message"].startswith(f"Parameter set of #{fleet.imei} at 2016-01-01T00:00")
+
+
+def test_the_caller_is_authenticated_before_the_body_is_read(
+    client: TestClient, fleet: Fleet
+) -> None:
+    url = f"/v1/products/{fleet.imei}/parameters/history"
+    headers = {"Authorization": "Token token=" + "x" * 43, "Content-Type": "application/json"}
+    r = client.request("GET", url, content=b"{", headers=headers)
+    assert (r.status_code, r.json()["message"]) == (401, "Invalid token")
 
 
 def test_as_of_shows_the_parts_on_the_unit_then(

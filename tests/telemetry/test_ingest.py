@@ -3,6 +3,7 @@ writes (dirty mark committed before the hot store is written; nothing acknowledg
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -246,6 +247,46 @@ def test_malformed_json_is_a_400(client: TestClient, site: Site, hot: HotStore) 
     )
     assert r.status_code == 400
     assert site.mark() is None
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "message"),
+    [
+        (b"{not json", JSON, "Malformed JSON body"),
+        (b"", JSON, "Missing JSON body: send a JSON object (Content-Type: application/json)"),
+        (b"null", JSON, "Missing JSON body: send a JSON object (Content-Type: application/json)"),
+        (b"[]", JSON, "Invalid value: Input should be an object"),
+        (b"{}", JSON, "Missing field 'fields'"),
+        (b'{"fields": {"v": 5}}', JSON,
+         "Invalid value for 'fields.v': Input should be a valid array"),
+        (b'{"fields": {}}', {"Content-Type": "text/plain"},
+         "The body must be JSON (Content-Type: application/json)"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("as_unit", [False, True], ids=["operator", "unit"])
+def test_a_body_that_is_not_an_upload_is_a_400(
+    client: TestClient, site: Site, hot: HotStore, content: bytes, headers: dict[str, str],
+    message: str, as_unit: bool,
+) -> None:  # fmt: skip
+    url = "/v1/rm_data" if as_unit else f"/v1/products/{site.imei}/data"
+    caller = site.device if as_unit else site.admin
+    r = client.post(url, content=content, headers={**caller, **headers})
+    assert (r.status_code, r.json()["message"]) == (400, message)
+    assert stored(hot, site.imei) == [] and site.mark() is None
+
+
+@pytest.mark.parametrize("as_unit", [False, True], ids=["operator", "unit"])
+def test_the_caller_is_authenticated_before_the_body_is_read(
+    client: TestClient, site: Site, as_unit: bool
+) -> None:
+    # the body is parsed in the endpoint's thread, after authentication (issue 11)
+    url = "/v1/rm_data" if as_unit else f"/v1/products/{site.imei}/data"
+    basic = base64.b64encode(f"{site.imei}:{'x' * 32}".encode()).decode()
+    wrong = {"Authorization": f"Basic {basic}"}
+    caller = wrong if as_unit else {"Authorization": "Token token=" + "x" * 43}
+    r = client.post(url, content=b"{not json", headers={**caller, **JSON})
+    assert r.status_code == 401
+    assert r.json()["message"] == ("Invalid unit credentials" if as_unit else "Invalid token")
 
 
 def test_a_type_conflict_with_stored_readings_is_a_400_naming_the_field(

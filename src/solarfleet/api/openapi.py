@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from solarfleet.api import bodies
+
 ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 RETRY_AFTER = {
     "Retry-After": {
@@ -45,9 +47,12 @@ def refine(document: dict[str, Any]) -> dict[str, Any]:
             for status in ("429", "503"):
                 if status in responses:
                     responses[status].setdefault("headers", RETRY_AFTER)
-    schemas = document.get("components", {}).get("schemas", {})
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in UNUSED:
         schemas.pop(name, None)
+    for name, schema in bodies.schemas().items():  # bodies the endpoints read themselves
+        schemas.setdefault(name, schema)
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
     return document
 
 

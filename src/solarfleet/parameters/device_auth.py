@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from solarfleet.api.deps import open_session
+from solarfleet.api.deps import in_endpoint_thread, open_session
 from solarfleet.errors import Unauthorized
 from solarfleet.fleet.models import DEVICE_KEY_LENGTH, Product
 
@@ -72,6 +72,7 @@ UNIT_BASIC = _DeclaredBasic(
 )
 
 
+@in_endpoint_thread
 def get_unit_imei(request: Request, _declared: Annotated[None, Security(UNIT_BASIC)]) -> str:
     with request.app.state.engine.connect() as conn:  # a bare connection: no session to set up
         return authenticate_unit(session=conn, header=request.headers.get("authorization"))

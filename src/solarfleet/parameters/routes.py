@@ -3,11 +3,12 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from solarfleet.api.bodies import RawBodyDep, documented
 from solarfleet.api.crud import parse_key
 from solarfleet.api.deps import SessionDep, SessionRoute, WriteSessionDep, requires
 from solarfleet.api.responses import success
@@ -115,16 +116,18 @@ def _pending(session: Session, row: Any, owner: str) -> Response:
     "/v1/products/{imei}/parameters/history",
     response_model=Envelope,
     summary="Full parameter history of a unit, or its parameter set at a date",
+    # the original took the date in a JSON body, even on a GET: read after authentication
+    openapi_extra=documented(DateBody, required=False),
 )
 def parameter_history(
     imei: str,
     principal: Reader,
     session: SessionDep,
+    body: RawBodyDep,
     date: Annotated[str | None, Query(description=DATE_DOC)] = None,
-    body: Annotated[DateBody | None, Body()] = None,
 ) -> Response:
     key = parse_key(PRODUCTS, imei)
-    at = _date(date, body)
+    at = _date(date, body.parse_optional(DateBody))
     data = history.parameter_history(session=session, principal=principal, imei=key, at=at)
     if at is None:
         return success(f"Full parameter history for #{key} returned successfully", data)

@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
+from solarfleet.api.bodies import RawBodyDep, documented
 from solarfleet.api.crud import parse_key
-from solarfleet.api.deps import SessionDep, SettingsDep, get_factory, requires
-from solarfleet.api.fastjson import OrjsonRoute
+from solarfleet.api.deps import SessionDep, SessionRoute, SettingsDep, get_factory, requires
 from solarfleet.api.responses import success
 from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
@@ -26,7 +26,7 @@ from solarfleet.timeparse import format_instant
 router = APIRouter(
     tags=["telemetry"],
     responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 503)},
-    route_class=OrjsonRoute,  # uploads are large JSON bodies
+    route_class=SessionRoute,  # the caller, the endpoint and its session in one thread
 )
 Admin = Annotated[Principal, Depends(requires("ADMIN"))]
 Reader = Annotated[Principal, Depends(requires("OVERVIEW"))]
@@ -94,20 +94,27 @@ def _store(
     return success(message, data)
 
 
+# Uploads are large JSON bodies: parsed and validated from the bytes by pydantic, in the
+# endpoint's thread once the caller is known (solarfleet.api.bodies), not on the event loop.
+UPLOAD_BODY = documented(Upload, required=True)
+
+
 @router.post(
     "/v1/products/{imei}/data",
     response_model=Envelope,
     summary="Upload readings of a unit (as an operator)",
+    openapi_extra=UPLOAD_BODY,
 )
 def upload_readings(
     imei: str,
-    body: Upload,
+    raw: RawBodyDep,
     principal: Admin,
     factory: FactoryDep,
     hot: HotStoreDep,
     settings: SettingsDep,
 ) -> Response:
     key = parse_key(PRODUCTS, imei)
+    body = raw.parse(Upload)
     points = ingest.parse_upload(
         imei=key, measurement=body.measurement, tags=body.tags, fields=body.fields,
         window=_window(settings),
@@ -115,10 +122,16 @@ def upload_readings(
     return _store(factory, hot, key, points, settings.telemetry_max_series_per_unit, principal)
 
 
-@router.post("/v1/rm_data", response_model=Envelope, summary="A unit uploads its readings")
+@router.post(
+    "/v1/rm_data",
+    response_model=Envelope,
+    summary="A unit uploads its readings",
+    openapi_extra=UPLOAD_BODY,
+)
 def unit_upload(
-    imei: UnitImei, body: Upload, factory: FactoryDep, hot: HotStoreDep, settings: SettingsDep
+    imei: UnitImei, raw: RawBodyDep, factory: FactoryDep, hot: HotStoreDep, settings: SettingsDep
 ) -> Response:
+    body = raw.parse(Upload)
     points = ingest.parse_upload(
         imei=imei, measurement=body.measurement, tags=body.tags, fields=body.fields,
         window=_window(settings),
