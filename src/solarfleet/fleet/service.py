@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,21 @@ def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:
     if unit is None:
         raise NotFound(f"No product with product_imei {imei}")
     return unit
+
+
+# Built once (issue 11): whether a unit exists, the principal's scope added when it has one.
+_UNIT_EXISTS = select(Product.product_imei).where(Product.product_imei == bindparam("imei"))
+
+
+def check_unit(*, session: Session, principal: Principal, imei: str) -> None:
+    """404 unless the unit exists and the principal may see it (as :func:`get_unit`, without
+    loading the row: a Core statement on the session's connection)."""
+    stmt = _UNIT_EXISTS
+    criterion = unit_criterion(Product.product_imei, principal)
+    if criterion is not None:
+        stmt = stmt.where(criterion)
+    if session.connection().execute(stmt, {"imei": imei}).first() is None:
+        raise NotFound(f"No product with product_imei {imei}")
 
 
 def _entity(session: Session, principal: Principal, entity_id: int) -> Entity:
@@ -134,7 +149,7 @@ def attach_part(*, session: Session, principal: Principal, imei: str, part_id: i
     """Put a part on the unit. ENTITY users attach only parts they may see: on one of their
     units, or taken off one and on no unit since; any other part answers as one that does not
     exist (400), so the answer never tells whose it is."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     link = session.scalars(
         select(PartProductLinker).where(
             PartProductLinker.part_id == part_id, PartProductLinker.date_removed.is_(None)
@@ -163,7 +178,7 @@ def detach_part(*, session: Session, principal: Principal, imei: str, part_id: i
     the instant the link ends, so the next unit never receives them (active values stay: the
     history of what the part ran). The part's row is locked first, as setting a value locks it,
     so a value set concurrently is either expired here or refused as on no unit."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     session.scalars(select(Part.part_id).where(Part.part_id == part_id).with_for_update()).all()
     link = session.scalars(
         select(PartProductLinker).where(
@@ -218,7 +233,7 @@ PART_FIELDS = ("part_id", "serial_number", "part_type_id", "properties", "manufa
 
 def unit_parts(*, session: Session, principal: Principal, imei: str) -> list[dict[str, Any]]:
     """The parts on the unit now, each with its type and when it was attached."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     rows = session.execute(
         select(Part, PartType, PartProductLinker.date_added)
         .join(PartProductLinker, PartProductLinker.part_id == Part.part_id)

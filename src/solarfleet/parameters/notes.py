@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
-from solarfleet.fleet.service import get_unit
+from solarfleet.fleet.service import check_unit
 from solarfleet.parameters.models import UnitReportNote
 
 NOTE_FIELDS = (
@@ -21,7 +21,7 @@ def unit_notes(
     *, session: Session, principal: Principal, imei: str, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The unit's latest report notes, newest first (scope-checked)."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     columns = [getattr(UnitReportNote, f) for f in NOTE_FIELDS]
     rows = session.execute(
         select(*columns)

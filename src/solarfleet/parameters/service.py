@@ -26,7 +26,7 @@ from solarfleet.fleet.models import (
     ProductType,
 )
 from solarfleet.fleet.scope import by_part
-from solarfleet.fleet.service import get_unit
+from solarfleet.fleet.service import check_unit
 from solarfleet.parameters.expiry import expire
 from solarfleet.parameters.models import PartParameter, ProductParameter
 from solarfleet.parameters.validation import check_value
@@ -51,7 +51,7 @@ def as_dict(row: Row) -> dict[str, Any]:
 
 def lock_unit(*, session: Session, principal: Principal, imei: str) -> Product:
     """The unit (scope-checked, 404 outside scope), its row locked until the transaction ends."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     stmt = select(Product).where(Product.product_imei == imei).with_for_update()
     return session.scalars(stmt.execution_options(populate_existing=True)).one()
 

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from solarfleet.auth.principal import Principal
 from solarfleet.errors import BadRequest
-from solarfleet.fleet.service import get_unit
+from solarfleet.fleet.service import check_unit
 from solarfleet.telemetry import ingest, rules
 from solarfleet.telemetry.hot import HotStore, TooManyReadings
 from solarfleet.telemetry.points import US_PER_DAY, Point, Tags, Value, from_us, to_us
@@ -343,7 +343,7 @@ def read_data(
 ) -> tuple[dict[str, Any], bool]:
     """A unit's readings as the API answers them (scope-checked: 404 outside the scope); a
     window holding more than ``max_points`` readings is a 400."""
-    get_unit(session=session, principal=principal, imei=imei)
+    check_unit(session=session, principal=principal, imei=imei)
     points = read_points(
         hot,
         archive_reader,

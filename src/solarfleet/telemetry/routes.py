@@ -15,7 +15,7 @@ from solarfleet.api.schemas import Envelope, ErrorBody
 from solarfleet.auth.principal import Principal
 from solarfleet.db import utcnow, write_session
 from solarfleet.fleet.resources import PRODUCTS
-from solarfleet.fleet.service import get_unit
+from solarfleet.fleet.service import check_unit
 from solarfleet.parameters.device_auth import UnitImei
 from solarfleet.settings import Settings
 from solarfleet.telemetry import ingest, reads
@@ -78,7 +78,7 @@ def _store(
     drops its buffer instead of re-sending them forever."""
     with write_session(factory) as session:
         if principal is not None:
-            get_unit(session=session, principal=principal, imei=imei)
+            check_unit(session=session, principal=principal, imei=imei)
         written = ingest.store_upload(
             session=session, hot=hot, imei=imei, points=points, max_series=max_series
         )
