@@ -96,17 +96,18 @@ _PENDING_PARTS = (
 
 
 def current_parts(session: Session, imei: str) -> list[int]:
-    return list(session.scalars(_CURRENT_PARTS, {"imei": imei}))
+    return list(session.connection().scalars(_CURRENT_PARTS, {"imei": imei}))
 
 
 def remote_config(*, session: Session, imei: str) -> dict[str, Any]:
     """What the unit should run: its desired enable flag and every pending value."""
-    unit = session.execute(_ENABLE_FLAG, {"imei": imei}).one_or_none()
+    conn = session.connection()  # column selects: Core, not the ORM's execution
+    unit = conn.execute(_ENABLE_FLAG, {"imei": imei}).one_or_none()
     if unit is None:  # deleted since the credentials were checked
         raise Unauthorized("Invalid unit credentials")
-    product_rows = session.execute(_PENDING_PRODUCT, {"imei": imei})
+    product_rows = conn.execute(_PENDING_PRODUCT, {"imei": imei})
     parts: dict[str, list[dict[str, Any]]] = {str(p): [] for p in current_parts(session, imei)}
-    for row in session.execute(_PENDING_PARTS, {"imei": imei}):
+    for row in conn.execute(_PENDING_PARTS, {"imei": imei}):
         parts[str(row.part_id)].append(
             {
                 "part_parameter_id": row.part_parameter_id,
