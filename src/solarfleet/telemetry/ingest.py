@@ -239,6 +239,26 @@ def parse_value(raw: object) -> Value:
     raise ValueError("a value is a number, a boolean or a string")
 
 
+_LATEST_MS = LATEST_US // 1000
+
+
+def _reading(pair: object) -> tuple[int, Value, str]:
+    """One ``[time, value]``: (time in epoch microseconds, value, its kind); ValueError with the
+    reason otherwise. The form units send (epoch milliseconds, a finite float) is checked
+    directly; every other form goes through :func:`parse_time` and :func:`parse_value`."""
+    if type(pair) is not list or len(pair) != 2:
+        raise ValueError("expected [time, value]")
+    raw_time, raw_value = pair
+    if type(raw_time) is int and 0 <= raw_time < _LATEST_MS:
+        time_us = raw_time * 1000
+    else:
+        time_us = parse_time(raw_time)
+    if type(raw_value) is float and math.isfinite(raw_value):
+        return time_us, raw_value, "float"
+    value = parse_value(raw_value)
+    return time_us, value, rules.kind_of(value)
+
+
 def parse_upload(
     *,
     imei: str,
@@ -271,11 +291,7 @@ def parse_upload(
         kind = None
         for i, pair in enumerate(pairs):
             try:
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise ValueError("expected [time, value]")
-                time_us = parse_time(pair[0])
-                value = parse_value(pair[1])
-                this = rules.kind_of(value)
+                time_us, value, this = _reading(pair)
                 if kind is not None and this != kind:
                     raise ValueError(f"a {this} value in a field of {kind} values")
                 kind = this

@@ -7,8 +7,8 @@ integers of microseconds since the epoch, UTC (the archive's and the API's preci
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 Value = float | int | bool | str
 Tags = tuple[tuple[str, str], ...]  # sorted by key; never holds the unit's imei
@@ -17,8 +17,11 @@ _EPOCH = datetime(1970, 1, 1)
 US_PER_DAY = 86_400_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
+    """One reading. A named tuple, not a frozen dataclass: an upload makes one per reading, and
+    a frozen dataclass's constructor cost 2 µs of the 3.5 µs an uploaded reading took to parse
+    (issue 11)."""
+
     imei: str
     measurement: str
     tags: Tags
