@@ -299,6 +299,7 @@ def parse_upload(
                 raise BadRequest(f"Invalid point {field}[{i}]: {exc}") from None
             if points.keep(time_us, earliest_us, latest_us):
                 points.append(Point(imei, name, tag_tuple, field, time_us, value))
+                points.kinds[(name, tag_tuple, field)] = this
     if points.set_aside:
         log.info(
             "Upload for #%s: %s (of %d; earliest %s, latest %s)",

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from solarfleet.errors import BadRequest
-from solarfleet.telemetry.points import Point, Value
+from solarfleet.telemetry.points import Point, Tags, Value
 
 KINDS = ("float", "int", "bool", "str")
 MAX_STRING = 65_536
@@ -70,7 +70,13 @@ def check_imei(imei: object) -> str:
 
 class CheckedPoints(list[Point]):
     """Points already held to every rule of this module (and to stricter ones): the upload
-    parser makes these, and the stores do not check them again, point by point."""
+    parser makes these, and the stores do not check them again, point by point. ``kinds``:
+    the kind of each (measurement, tags, field) among them, as the parser found it (one per
+    series: it refuses two), so that nothing asks each point again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[tuple[str, Tags, str], str] = {}
 
 
 def check_series(point: Point) -> None:
@@ -107,27 +113,30 @@ def prepare(points: Iterable[Point]) -> tuple[list[Point], dict[tuple[str, str],
     """Checked points, de-duplicated by identity (the last one wins), and the kind of each
     (measurement, field); BadRequest when a field gets two kinds. The names of a series are
     checked once per series; :class:`CheckedPoints` are not checked again."""
-    checked = isinstance(points, CheckedPoints)
-    unique: dict[tuple[str, str, tuple[tuple[str, str], ...], str, int], Point] = {}
     kinds: dict[tuple[str, str], str] = {}
+    if isinstance(points, CheckedPoints):
+        for (measurement, _tags, field), kind in points.kinds.items():
+            _one_kind(kinds, measurement, field, kind)
+        # a Point's first five fields are its identity (Point.key)
+        return list({p[:5]: p for p in points}.values()), kinds
+    unique: dict[tuple[str, str, tuple[tuple[str, str], ...], str, int], Point] = {}
     series: set[tuple[str, str, tuple[tuple[str, str], ...], str]] = set()
     for point in points:
-        if checked:
-            kind = kind_of(point.value)
-        else:
-            name = (point.imei, point.measurement, point.tags, point.field)
-            if name not in series:
-                check_series(point)
-                series.add(name)
-            kind = check_reading(point)
-        seen = kinds.setdefault((point.measurement, point.field), kind)
-        if seen != kind:
-            raise BadRequest(
-                f"Field {point.field!r} of measurement {point.measurement!r} gets both "
-                f"{seen} and {kind} values"
-            )
+        name = (point.imei, point.measurement, point.tags, point.field)
+        if name not in series:
+            check_series(point)
+            series.add(name)
+        _one_kind(kinds, point.measurement, point.field, check_reading(point))
         unique[point.key] = point
     return list(unique.values()), kinds
+
+
+def _one_kind(kinds: dict[tuple[str, str], str], measurement: str, field: str, kind: str) -> None:
+    seen = kinds.setdefault((measurement, field), kind)
+    if seen != kind:
+        raise BadRequest(
+            f"Field {field!r} of measurement {measurement!r} gets both {seen} and {kind} values"
+        )
 
 
 def check_selection(measurement: str | None, fields: Sequence[str] | None) -> None:

@@ -46,6 +46,8 @@ def tags_key(tags: Tags) -> str:
 
 def kinds_of(points: Iterable[Point]) -> SeriesKinds:
     """The kind of each series of ``points`` (the parser already refused two kinds in one)."""
+    if isinstance(points, rules.CheckedPoints):
+        return dict(points.kinds)
     kinds: SeriesKinds = {}
     for p in points:
         kinds.setdefault((p.measurement, p.tags, p.field), rules.kind_of(p.value))
