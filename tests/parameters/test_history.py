@@ -209,7 +209,7 @@ def test_a_bad_date_is_400(
     ("body", "content_type", "message"),
     [
         (b"{", "application/json", "Malformed JSON body"),
-        (b"[1]", "application/json", "Invalid value: Input should be an object"),
+        (b"[1]", "application/json", "The body must be a JSON object, not list"),
         (b'{"date": "2016-01-01"}', "text/plain",
          "The body must be JSON (Content-Type: application/json)"),
         (b'{"date": "2016-01-01"}', None,
