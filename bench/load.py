@@ -358,6 +358,26 @@ class Load:
         self.measuring = False
         return elapsed
 
+    async def floor(self, seconds: float) -> tuple[float, Latencies]:
+        """The HTTP floor under the same clients: every one asks an unknown path (a 404 that
+        touches no database) for ``seconds``; the rate and the latencies."""
+        latencies: list[float] = []
+
+        async def one(stop_at: float) -> None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            async with httpx.AsyncClient(
+                base_url=self.base, timeout=self.args.timeout, limits=limits
+            ) as client:
+                while time.perf_counter() < stop_at:
+                    t0 = time.perf_counter()
+                    await client.get("/v1/no-such-thing")
+                    latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(start + seconds) for _ in range(self.args.clients)))
+        elapsed = time.perf_counter() - start
+        return len(latencies) / elapsed, Latencies(latencies)
+
 
 # -- verification ------------------------------------------------------------------------------
 
@@ -542,6 +562,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=40, help="readings per upload (default 40)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     parser.add_argument("--samples", type=int, default=5, help="error bodies shown per endpoint")
+    parser.add_argument(
+        "--floor-duration", type=float, default=5.0,
+        help="seconds of the HTTP floor after the mix (404s, same clients; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=2016)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and database")
@@ -594,6 +618,13 @@ def main() -> None:
         figures = report(load, elapsed, args)
         print(f"  (the load generator itself used {cpu:.1f} s of CPU: {cpu / elapsed:.0%} of one "
               f"core; {machine()})")  # fmt: skip
+        if args.floor_duration > 0:
+            rate, lat = asyncio.run(load.floor(args.floor_duration))
+            print(f"  HTTP floor, same {args.clients} clients, {args.floor_duration:g} s of "
+                  f"GET /v1/no-such-thing (404): {rate:,.1f} req/s, p50 {lat.median_ms:.1f} ms, "
+                  f"p99 {lat.p99_ms:.1f} ms; the mix runs at {figures['rate'] / rate:.1%} "
+                  f"of it")  # fmt: skip
+            figures["floor"] = {"rate": rate, "p50_ms": lat.median_ms, "p99_ms": lat.p99_ms}
         errors = sum(s.errors for s in load.stats.values())
         if server.poll() is not None:
             problems.append(f"the server exited during the run (status {server.returncode})")
