@@ -1,6 +1,6 @@
 """The original API's stack in a Python 3.8 virtual environment, built once and kept.
 
-Used by the differential test (``tests/compat``) and by ``bench/bench_original.py``. Python 3.8
+Used by the differential test (``tests/compat``) and by ``bench/bench_fast.py``. Python 3.8
 is found as SOLARFLEET_PY38, ``python3.8`` on PATH, or pyenv's 3.8; the environment lives in
 SOLARFLEET_COMPAT_VENV (default ``~/.cache/solarfleet/flask-restless-0.17``) and is rebuilt when
 its pins change.
