@@ -76,15 +76,16 @@ def _actor(rollout: ParameterRollout) -> str:
     return f"rollout:{rollout.parameter_rollout_id}"
 
 
-def _event(session: Session, rollout: ParameterRollout, event: str, now: datetime,
+def record(session: Session, rollout: ParameterRollout, event: str, who: str, now: datetime,
            reason: str | None = None) -> None:  # fmt: skip
+    """One event of the rollout (not committed): by ``who``, the rollout itself or a user."""
     session.add(
         ParameterRolloutEvent(
             parameter_rollout_id=rollout.parameter_rollout_id,
             event=event,
             reason=reason,
             created_at=now,
-            created_by=_actor(rollout),
+            created_by=who,
         )
     )
 
@@ -356,7 +357,7 @@ def _step(session: Session, rollout: ParameterRollout, now: datetime, report: Ad
             rollout.reason = reason
             rollout.modified_at = now
             rollout.modified_by = _actor(rollout)
-            _event(session, rollout, "paused", now, reason)
+            record(session, rollout, "paused", _actor(rollout), now, reason)
             report.paused.append(rollout.parameter_rollout_id)
             return
         due = rollout.phase + 1
@@ -377,7 +378,7 @@ def _step(session: Session, rollout: ParameterRollout, now: datetime, report: Ad
         rollout.finished_at = now
         rollout.modified_at = now
         rollout.modified_by = _actor(rollout)
-        _event(session, rollout, "completed", now)
+        record(session, rollout, "completed", _actor(rollout), now)
         report.completed.append(rollout.parameter_rollout_id)
 
 

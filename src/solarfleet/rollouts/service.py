@@ -24,7 +24,7 @@ from solarfleet.errors import BadRequest, Conflict, NotFound
 from solarfleet.fleet.models import PartType, Product, ProductType
 from solarfleet.parameters.service import _allowed, parameter_type
 from solarfleet.parameters.validation import check_value
-from solarfleet.rollouts.advance import expire_pending, recount, sync
+from solarfleet.rollouts.advance import expire_pending, record, recount, sync
 from solarfleet.rollouts.models import (
     TARGET_STATES,
     ParameterRollout,
@@ -36,24 +36,6 @@ _SHARE = re.compile(r"^([0-9]{1,3}(?:\.[0-9]{1,6})?)%$")
 RATE_WAIT_SECONDS = 60  # a rate per minute is phases of that many units, a minute apart
 MAX_PER_PHASE_SHOWN = 100  # phases listed one by one in a rollout's detail
 MAX_TARGETS = 100_000  # default of settings.rollout_max_targets
-
-
-def actor(rollout_id: int) -> str:
-    """``created_by`` of the parameter rows a rollout sets, and of the events it records."""
-    return f"rollout:{rollout_id}"
-
-
-def record(session: Session, rollout: ParameterRollout, event: str, who: str, now: datetime,
-           reason: str | None = None) -> None:  # fmt: skip
-    session.add(
-        ParameterRolloutEvent(
-            parameter_rollout_id=rollout.parameter_rollout_id,
-            event=event,
-            reason=reason,
-            created_at=now,
-            created_by=who,
-        )
-    )
 
 
 # -- creating ---------------------------------------------------------------------------------
