@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,10 +21,7 @@ from solarfleet.fleet.scope import by_part_last_seen, unit_criterion
 
 def get_unit(*, session: Session, principal: Principal, imei: str) -> Product:
     """The unit, if the principal may see it; 404 otherwise."""
-    stmt = select(Product).where(Product.product_imei == imei)
-    criterion = unit_criterion(Product.product_imei, principal)
-    if criterion is not None:
-        stmt = stmt.where(criterion)
+    stmt = _in_scope(select(Product).where(Product.product_imei == imei), principal)
     unit = session.scalars(stmt).one_or_none()
     if unit is None:
         raise NotFound(f"No product with product_imei {imei}")
@@ -38,12 +35,15 @@ _UNIT_EXISTS = select(Product.product_imei).where(Product.product_imei == bindpa
 def check_unit(*, session: Session, principal: Principal, imei: str) -> None:
     """404 unless the unit exists and the principal may see it (as :func:`get_unit`, without
     loading the row: a Core statement on the session's connection)."""
-    stmt = _UNIT_EXISTS
-    criterion = unit_criterion(Product.product_imei, principal)
-    if criterion is not None:
-        stmt = stmt.where(criterion)
+    stmt = _in_scope(_UNIT_EXISTS, principal)
     if session.connection().execute(stmt, {"imei": imei}).first() is None:
         raise NotFound(f"No product with product_imei {imei}")
+
+
+def _in_scope(stmt: Select[Any], principal: Principal) -> Select[Any]:
+    """``stmt`` on products, narrowed to the units the principal may see."""
+    criterion = unit_criterion(Product.product_imei, principal)
+    return stmt if criterion is None else stmt.where(criterion)
 
 
 def _entity(session: Session, principal: Principal, entity_id: int) -> Entity:
