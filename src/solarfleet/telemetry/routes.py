@@ -94,8 +94,8 @@ def _store(
     return success(message, data)
 
 
-# Uploads are large JSON bodies: parsed and validated from the bytes by pydantic, in the
-# endpoint's thread once the caller is known (solarfleet.api.bodies), not on the event loop.
+# Uploads are large JSON bodies: parsed (orjson) and validated (pydantic) in the endpoint's
+# thread once the caller is known (solarfleet.api.bodies), not on the event loop.
 UPLOAD_BODY = documented(Upload, required=True)
 
 
