@@ -311,3 +311,23 @@ def test_a_429_is_answered_with_retry_after(
         for slot in slots:
             slot.__exit__(None, None, None)
     assert client.get("/v1/products", headers=headers).status_code == 200
+
+
+def test_relation_paths_made_once_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A relation path's alias and EXISTS are kept for later requests (issue 11), but no more of
+    # them than the cap: a raised hop limit must not let callers grow the cache without end.
+    from solarfleet.api import query
+
+    monkeypatch.setattr(query, "_MADE_ONCE", {})
+    monkeypatch.setattr(query, "_MADE_ONCE_MAX", 1)
+    limits = QueryLimits(max_relation_hops=6)
+    first = compile_on(Product, {"filters": [flt("entities__name", "==", "a")]}, limits)
+    assert len(query._MADE_ONCE) == 1
+    again = compile_on(Product, {"filters": [flt("entities__name", "==", "b")]}, limits)
+    assert len(query._MADE_ONCE) == 1
+    beyond = compile_on(Product, {"filters": [flt(DEEP, "==", "x")]}, limits)
+    assert len(query._MADE_ONCE) == 1  # made for that request only
+    assert len(first.where) == len(again.where) == len(beyond.where) == 1
+    # the kept EXISTS serves both requests; each gets its own criterion
+    assert str(first.where[0]) == str(again.where[0])
+    assert first.where[0].compile().params != again.where[0].compile().params

@@ -194,9 +194,12 @@ def _non_negative_int(value: Any, name: str) -> int | None:
     return value
 
 
-# (root model, relation path, use) -> what _Compiler._made_once made; bounded: the paths are
-# those of the catalog's relations, at most max_relation_hops long.
+# (root model, relation path, use) -> what _Compiler._made_once made. The paths are those of the
+# catalog's relations, at most max_relation_hops long: 204 paths at the default 3 hops. A limit
+# raised far enough would let callers name ever more paths; past this many entries, they are
+# made for their request only, as before the cache.
 _MADE_ONCE: dict[tuple[type, tuple[str, ...], str], Any] = {}
+_MADE_ONCE_MAX = 4096
 
 
 class _Compiler:
@@ -357,7 +360,9 @@ class _Compiler:
         full = (self.root, *key)
         made = _MADE_ONCE.get(full)
         if made is None:
-            made = _MADE_ONCE.setdefault(full, make())
+            made = make()
+            if len(_MADE_ONCE) < _MADE_ONCE_MAX:
+                made = _MADE_ONCE.setdefault(full, made)
         return made
 
     def _relation_target(self, model: type, relname: str) -> type:
